@@ -1,0 +1,310 @@
+"""The run plan: everything a run will do, from the config alone, before any expensive work.
+
+``build_plan`` reads a composed config (resolving ``derived.*`` through the Chinchilla resolvers),
+counts FLOPs on a meta-device model (no weights allocated), and looks at the data files without
+reading them. Data problems are reported in the plan, never raised, so a run on remote or
+not-yet-built data can be planned offline. ``dry_run=true`` prints :func:`render_table`,
+``dry_run=json`` prints :func:`Plan.to_json` (a contract other tools read).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from olmotrain import chinchilla
+from olmotrain.errors import UserError
+from olmotrain.model import padded_vocab_size, transformer_config
+
+REMOTE_PREFIXES = ("s3://", "gs://", "http://", "https://", "r2://", "weka://")
+
+
+def is_remote(path: str) -> bool:
+    """True for object-store and web paths (read by olmo-core with byte ranges)."""
+    return path.startswith(REMOTE_PREFIXES)
+
+
+def token_dtype_bytes(vocab_size: int) -> int:
+    """Bytes per token in olmo-core token files: uint16 below 65,536 ids, else uint32."""
+    return 2 if vocab_size < 2**16 else 4
+
+
+@dataclass
+class SourceReport:
+    """What the plan knows about one data source without reading it."""
+
+    name: str
+    patterns: list[str]
+    files: int = 0
+    tokens: int | None = None
+    """Tokens in the local files (from their sizes); ``None`` when remote or missing."""
+    remote: bool = False
+    problem: str | None = None
+
+
+@dataclass
+class Plan:
+    """The resolved plan of one run. ``to_json`` is the ``dry_run=json`` contract."""
+
+    model: str
+    factory: str
+    num_params: int
+    num_non_embedding_params: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    padded_vocab_size: int
+    tokenizer: str
+    sequence_length: int
+    target_batch_tokens: int
+    batch_size_tokens: int
+    batch_size_instances: int
+    micro_batch_instances: int
+    grad_accum_steps: int
+    dp_size: int
+    lr: float
+    betas: list[float]
+    weight_decay: float
+    chinchilla_multiple: float
+    tokens_per_param: float
+    warmup_tokens: int
+    duration_tokens: int
+    max_steps: int
+    schedule: str
+    decay_fraction: float
+    period_multiples: list[float]
+    period_ends: list[int]
+    period_lengths: list[int]
+    checkpoints: list[dict[str, Any]]
+    flops_per_token: int
+    total_flops: int
+    seed: int
+    run_name: str
+    run_dir: str
+    data: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """One JSON object (the ``dry_run=json`` contract)."""
+        return json.dumps(asdict(self), sort_keys=False)
+
+
+def resolved_container(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain Python, every interpolation and resolver evaluated once."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def build_plan(c: dict[str, Any]) -> Plan:
+    """Derive the plan from a resolved config. Raises ``UserError`` for impossible settings."""
+    d, t = c["derived"], c["train"]
+    model_cfg = transformer_config(c["model"], c["tokenizer"]["vocab_size"])
+    attn = model_cfg.block.sequence_mixer
+    n = d["num_non_embedding_params"]
+    batch = chinchilla.plan_batch(
+        d["target_batch_tokens"], t["sequence_length"], 1, t["micro_batch_size"]
+    )
+    lengths = chinchilla.period_lengths(d["period_ends"])
+    schedule = c["schedule"]["name"]
+    warnings = []
+    if batch.off_target > 0.10:
+        warnings.append(
+            f"batch {batch.tokens:,} tokens is {batch.off_target:.0%} off the target "
+            f"{batch.target_tokens:,} (whole sequences x micro-batch x data-parallel)"
+        )
+    if schedule == "wsds":
+        first_decay = round(t["decay_fraction"] * lengths[0])
+        if d["warmup_tokens"] + first_decay > lengths[0]:
+            raise UserError(
+                f"WSD-S: warmup ({d['warmup_tokens']:,} tokens) + first decay ({first_decay:,}) "
+                f"exceed the first period ({lengths[0]:,}); raise train.tokens_per_param or use schedule=cosine"
+            )
+    flops_per_token = _flops_per_token(model_cfg, t["sequence_length"])
+    data = data_report(c["data"], c["tokenizer"]["vocab_size"])
+    return Plan(
+        model=c["model"]["name"],
+        factory=c["model"]["factory"],
+        num_params=d["num_params"],
+        num_non_embedding_params=n,
+        d_model=model_cfg.d_model,
+        n_layers=model_cfg.n_layers,
+        n_heads=attn.n_heads,
+        n_kv_heads=attn.n_kv_heads or attn.n_heads,
+        vocab_size=c["tokenizer"]["vocab_size"],
+        padded_vocab_size=padded_vocab_size(c["tokenizer"]["vocab_size"]),
+        tokenizer=c["tokenizer"]["name"],
+        sequence_length=t["sequence_length"],
+        target_batch_tokens=batch.target_tokens,
+        batch_size_tokens=batch.tokens,
+        batch_size_instances=batch.instances,
+        micro_batch_instances=batch.micro_batch_instances,
+        grad_accum_steps=batch.grad_accum_steps,
+        dp_size=1,
+        lr=d["lr"],
+        betas=d["betas"],
+        weight_decay=t["weight_decay"],
+        chinchilla_multiple=c["chinchilla_multiple"],
+        tokens_per_param=t["tokens_per_param"],
+        warmup_tokens=d["warmup_tokens"],
+        duration_tokens=d["duration_tokens"],
+        max_steps=d["max_steps"],
+        schedule=schedule,
+        decay_fraction=t["decay_fraction"],
+        period_multiples=d["period_multiples"],
+        period_ends=d["period_ends"],
+        period_lengths=lengths,
+        checkpoints=d["checkpoints"],
+        flops_per_token=flops_per_token,
+        total_flops=flops_per_token * d["duration_tokens"],
+        seed=c["seed"],
+        run_name=c["run_name"],
+        run_dir=os.path.join(c["output_root"], c["run_name"]),
+        data=data,
+        warnings=warnings,
+    )
+
+
+def _flops_per_token(model_cfg: Any, sequence_length: int) -> int:
+    """olmo-core's own FLOP count, on a model built on the meta device (no memory)."""
+    olmo_log = logging.getLogger("olmo_core")
+    level = olmo_log.level
+    olmo_log.setLevel(logging.WARNING)  # building logs the whole module tree at INFO
+    try:
+        model = model_cfg.build(init_device="meta")
+    finally:
+        olmo_log.setLevel(level)
+    return int(model.num_flops_per_token(sequence_length))
+
+
+def _source_report(name: str, patterns: list[str], dtype_bytes: int) -> SourceReport:
+    report = SourceReport(name=name, patterns=list(patterns))
+    if any(is_remote(p) for p in patterns):
+        report.remote = True
+        report.files = len(patterns)
+        return report
+    files = sorted({f for p in patterns for f in glob.glob(p)})
+    report.files = len(files)
+    if not files:
+        report.problem = f"no files match {', '.join(patterns)}"
+        return report
+    sizes = [os.path.getsize(f) for f in files]
+    bad = [f for f, s in zip(files, sizes, strict=True) if s == 0 or s % dtype_bytes]
+    if bad:
+        report.problem = f"{bad[0]} is empty or not a whole number of {dtype_bytes}-byte tokens"
+    report.tokens = sum(sizes) // dtype_bytes
+    return report
+
+
+def data_report(data: dict[str, Any], vocab_size: int) -> dict[str, Any]:
+    """Per-source files and token counts, from file sizes only; problems listed, not raised."""
+    dtype_bytes = token_dtype_bytes(vocab_size)
+    train = [_source_report(s["name"], s["paths"], dtype_bytes) for s in data["sources"]]
+    held_out = [
+        _source_report(name, paths, dtype_bytes) for name, paths in (data.get("eval") or {}).items()
+    ]
+    problems = [f"{r.name}: {r.problem}" for r in train + held_out if r.problem]
+    note = None
+    if problems and data.get("builder"):
+        note = f"the {data['builder']} dataset is built on the first training run (or `make data`)"
+    return {
+        "name": data["name"],
+        "sources": [asdict(r) for r in train],
+        "eval": [asdict(r) for r in held_out],
+        "problems": problems,
+        "note": note,
+    }
+
+
+def _tokens(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.0f}"
+
+
+def render_table(plan: Plan) -> str:
+    """The plan as a table a person reads in the terminal."""
+    p = plan
+    rows = [
+        (
+            "model",
+            f"{p.model} (olmo-core {p.factory}): d_model {p.d_model}, {p.n_layers} layers, "
+            f"{p.n_heads} heads / {p.n_kv_heads} kv heads",
+        ),
+        ("parameters", f"{p.num_params:,} total, {p.num_non_embedding_params:,} non-embedding (N)"),
+        (
+            "tokenizer",
+            f"{p.tokenizer}: vocab {p.vocab_size:,} (embedding padded to {p.padded_vocab_size:,})",
+        ),
+        ("sequence length", f"{p.sequence_length:,}"),
+        (
+            "batch",
+            f"{p.batch_size_tokens:,} tokens = {p.batch_size_instances} x {p.sequence_length} "
+            f"(target {p.target_batch_tokens:,}); micro-batch {p.micro_batch_instances} seq, "
+            f"grad accumulation {p.grad_accum_steps}, data-parallel {p.dp_size}",
+        ),
+        (
+            "optimizer",
+            f"SkipStepAdamW lr {p.lr:.4g}, betas ({p.betas[0]}, {p.betas[1]}), "
+            f"weight decay {p.weight_decay} (none on embeddings)",
+        ),
+        (
+            "duration",
+            f"{p.duration_tokens:,} tokens ({_tokens(p.duration_tokens)}) = {p.max_steps:,} steps "
+            f"= {p.chinchilla_multiple:g} x Chinchilla ({p.tokens_per_param:g} tokens/param)",
+        ),
+        (
+            "warmup",
+            f"{p.warmup_tokens:,} tokens ({p.warmup_tokens / p.batch_size_tokens:.1f} steps)",
+        ),
+        ("schedule", _schedule_line(p)),
+        ("compute", f"{p.flops_per_token:,} FLOPs/token, {p.total_flops:.3g} FLOPs in all"),
+        ("run dir", p.run_dir),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"olmotrain plan: {p.run_name}", ""]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    lines += ["", "  checkpoints (permanent; an ephemeral one is also kept for resuming):"]
+    lines += [
+        f"    step {ck['step']:>8,}  {_tokens(ck['tokens']):>7} tokens  {ck['label']}"
+        for ck in p.checkpoints
+    ]
+    lines += ["", f"  data: {p.data['name']}"]
+    for src in p.data["sources"]:
+        lines.append(f"    train {src['name']:<16} {_source_line(src)}")
+    for src in p.data["eval"]:
+        lines.append(f"    eval  {src['name']:<16} {_source_line(src)}")
+    if p.data["note"]:
+        lines.append(f"    note: {p.data['note']}")
+    for warning in p.warnings:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
+def _schedule_line(p: Plan) -> str:
+    if p.schedule == "wsds":
+        ends = ", ".join(
+            f"{chinchilla.format_multiple(c)}xC@{e // p.batch_size_tokens}"
+            for c, e in zip(p.period_multiples, p.period_ends, strict=True)
+        )
+        return f"WSD-S, {len(p.period_ends)} periods ending at {ends} (step); decay {p.decay_fraction:g} of each"
+    if p.schedule == "wsd":
+        return f"WSD, linear decay over the last {p.decay_fraction:g} of the run"
+    if p.schedule == "cosine":
+        return "cosine with warmup, to alpha_f x peak at the end"
+    return "constant after warmup"
+
+
+def _source_line(src: dict[str, Any]) -> str:
+    if src["remote"]:
+        return f"{src['files']} remote file(s), not checked offline"
+    if src["problem"]:
+        return f"MISSING/BAD ({src['problem']})"
+    return f"{src['files']} file(s), {src['tokens']:,} tokens"

@@ -1,0 +1,169 @@
+"""OmegaConf resolvers (``${olmotrain.*:...}``) that fill ``derived.*`` with the Chinchilla math.
+
+They are thin, typed wrappers over :mod:`olmotrain.chinchilla` and :mod:`olmotrain.model`, registered
+when this module is imported (``olmotrain.config`` imports it, and so does anything that composes).
+They are module-level functions, so Hydra can pickle them into submitit jobs, and never cached:
+a cache would leak one sweep job's model size into the next.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from olmotrain import chinchilla
+from olmotrain.errors import UserError
+from olmotrain.model import transformer_config
+
+
+def num_params(model: Any, tokenizer: Any) -> int:
+    """All parameters of the model as configured (embeddings included)."""
+    return int(transformer_config(model, tokenizer.vocab_size).num_params)
+
+
+def num_non_embedding_params(model: Any, tokenizer: Any) -> int:
+    """olmo-core's ``num_non_embedding_params``: N in every Chinchilla formula."""
+    return int(transformer_config(model, tokenizer.vocab_size).num_non_embedding_params)
+
+
+def target_batch_tokens(n: int, global_batch_size: int | None) -> int:
+    """The user's batch when given, else the Chinchilla law's power of two."""
+    if global_batch_size is None:
+        return chinchilla.target_batch_tokens(n)
+    if global_batch_size < 1:
+        raise UserError(
+            f"train.global_batch_size={global_batch_size} must be a positive number of tokens (or null for the Chinchilla batch)"
+        )
+    return int(global_batch_size)
+
+
+def _batch(target: int, sequence_length: int, micro_batch_size: int | None) -> chinchilla.BatchPlan:
+    if sequence_length < 1:
+        raise UserError(f"train.sequence_length={sequence_length} must be positive")
+    if micro_batch_size is not None and micro_batch_size < 1:
+        raise UserError(
+            f"train.micro_batch_size={micro_batch_size} must be at least 1 sequence (or null for automatic)"
+        )
+    return chinchilla.plan_batch(
+        target, sequence_length, dp_size=1, micro_batch_instances=micro_batch_size
+    )
+
+
+def batch_size_tokens(target: int, sequence_length: int, micro_batch_size: int | None) -> int:
+    """The batch actually used: whole sequences, divisible by data-parallel x micro-batch."""
+    return _batch(target, sequence_length, micro_batch_size).tokens
+
+
+def micro_batch_instances(target: int, sequence_length: int, micro_batch_size: int | None) -> int:
+    """Sequences per rank per forward/backward pass."""
+    return _batch(target, sequence_length, micro_batch_size).micro_batch_instances
+
+
+def lr(n: int, lr_multiplier: float) -> float:
+    """Peak learning rate."""
+    if lr_multiplier <= 0:
+        raise UserError(f"train.lr_multiplier={lr_multiplier} must be > 0")
+    return float(chinchilla.peak_lr(n, lr_multiplier))
+
+
+def betas(batch_tokens: int) -> list[float]:
+    """AdamW betas for this batch."""
+    return list(chinchilla.betas(batch_tokens))
+
+
+def duration_tokens(
+    n: int, multiple: float, batch_tokens: int, tokens_per_param: float, max_steps: int | None
+) -> int:
+    """Training length in tokens (whole batches)."""
+    if not multiple > 0:
+        raise UserError(
+            f"chinchilla_multiple={multiple} must be > 0 (e.g. chinchilla_multiple=1 for Chinchilla-optimal)"
+        )
+    if not tokens_per_param > 0:
+        raise UserError(
+            f"train.tokens_per_param={tokens_per_param} must be > 0 (the Chinchilla value is 20)"
+        )
+    if max_steps is not None and max_steps < 1:
+        raise UserError(
+            f"train.max_steps={max_steps} must be at least 1 (or null for the Chinchilla duration)"
+        )
+    return chinchilla.duration_tokens(n, multiple, batch_tokens, tokens_per_param, max_steps)
+
+
+def steps(duration: int, batch_tokens: int) -> int:
+    """Optimizer steps in the run."""
+    return duration // batch_tokens
+
+
+def warmup_tokens(n: int, duration: int) -> int:
+    """Warmup length in tokens."""
+    return chinchilla.warmup_tokens(n, duration)
+
+
+def period_multiples(
+    duration: int,
+    n: int,
+    batch_tokens: int,
+    tokens_per_param: float,
+    multiple: float,
+    max_steps: int | None,
+) -> list[float]:
+    """Chinchilla multiples at which the WSD-S periods end."""
+    final = None if max_steps is not None else float(multiple)
+    return chinchilla.period_multiples(duration, n, batch_tokens, tokens_per_param, final)
+
+
+def period_ends(
+    duration: int, multiples: Any, n: int, batch_tokens: int, tokens_per_param: float
+) -> list[int]:
+    """Token counts at which the WSD-S periods end."""
+    return chinchilla.period_ends(duration, list(multiples), n, batch_tokens, tokens_per_param)
+
+
+def checkpoints(
+    ends: Any, multiples: Any, batch_tokens: int, decay_fraction: float
+) -> list[dict[str, Any]]:
+    """Permanent checkpoints: ``{tokens, step, label}`` at every period's pre-decay point and end."""
+    if not 0 < decay_fraction < 0.5:
+        raise UserError(f"train.decay_fraction={decay_fraction} must be in (0, 0.5)")
+    points = chinchilla.checkpoint_points(list(ends), list(multiples), batch_tokens, decay_fraction)
+    return [{"tokens": p.tokens, "step": p.step, "label": p.label} for p in points]
+
+
+def package_file(package: str, relative: str) -> str:
+    """Absolute path of a file shipped inside an installed package (found without importing it)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"package '{package}' is not installed; run `make setup`")
+    return str(Path(next(iter(spec.submodule_search_locations))) / relative)
+
+
+RESOLVERS = {
+    "num_params": num_params,
+    "num_non_embedding_params": num_non_embedding_params,
+    "target_batch_tokens": target_batch_tokens,
+    "batch_size_tokens": batch_size_tokens,
+    "micro_batch_instances": micro_batch_instances,
+    "lr": lr,
+    "betas": betas,
+    "duration_tokens": duration_tokens,
+    "steps": steps,
+    "warmup_tokens": warmup_tokens,
+    "period_multiples": period_multiples,
+    "period_ends": period_ends,
+    "checkpoints": checkpoints,
+    "package_file": package_file,
+}
+
+
+def register_resolvers() -> None:
+    """Register every ``olmotrain.*`` resolver once (safe to call repeatedly)."""
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(f"olmotrain.{name}"):
+            OmegaConf.register_new_resolver(f"olmotrain.{name}", fn)
+
+
+register_resolvers()

@@ -1,0 +1,135 @@
+"""The run directory: ``${output_root}/${run_name}`` holds one run, which a re-run resumes.
+
+Layout: ``config.yaml`` (the resolved config of the run), ``checkpoints/stepN`` (olmo-core
+checkpoints), ``metrics.jsonl``, ``train.log``. Re-running the same command resumes from the
+latest checkpoint; a finished run is reported, not retrained; a command whose model, data or
+schedule differ from the saved run is refused before anything is written (``fresh=true`` moves the
+old run aside, nothing is deleted).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from olmotrain.errors import UserError
+
+IGNORED_KEYS = {
+    "run_name",
+    "output_root",
+    "data_root",
+    "dry_run",
+    "fresh",
+    "wandb",
+    "cluster",
+    "train.log_interval",
+    "train.eval_interval",
+    "train.ephemeral_checkpoint_interval",
+    "tokenizer.path",
+    "data.num_workers",
+}
+"""Keys that may change between invocations of the same run (where and how it logs, not what it trains)."""
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if key in IGNORED_KEYS:
+            continue
+        out.update(_flatten(v, f"{key}.") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every training-relevant setting that differs.
+
+    Settings come first; ``derived.*`` (their consequences) only when no setting differs.
+    """
+    a, b = _flatten(saved), _flatten(new)
+    keys = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    settings = [k for k in keys if not k.startswith("derived.")]
+    return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in (settings or keys)]
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def checkpoint_steps(checkpoint_dir: Path) -> list[int]:
+    """Steps of the complete olmo-core checkpoints under ``checkpoint_dir``, ascending."""
+    from olmo_core.train.checkpoint import Checkpointer
+
+    steps = []
+    for p in checkpoint_dir.glob("step*"):
+        m = re.fullmatch(r"step(\d+)", p.name)
+        if m and Checkpointer.dir_is_checkpoint(p):
+            steps.append(int(m.group(1)))
+    return sorted(steps)
+
+
+@dataclass
+class RunDir:
+    """A run directory and what it already holds."""
+
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def latest_step(self) -> int | None:
+        """Step of the latest complete checkpoint, if any."""
+        steps = checkpoint_steps(self.checkpoints) if self.checkpoints.exists() else []
+        return steps[-1] if steps else None
+
+    def claim(self, config: dict[str, Any], fresh: bool = False) -> None:
+        """Make this dir hold ``config``'s run: new, the same run again, or refused.
+
+        Raises ``UserError`` (before writing anything) when it holds a different run, unless
+        ``fresh``, which renames the old dir to ``<name>.replaced-<time>`` first.
+        """
+        if self.config_path.exists():
+            try:
+                saved = yaml.safe_load(self.config_path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise UserError(
+                    f"{self.config_path} is not readable YAML ({exc.__class__.__name__}); move the run dir aside or pass fresh=true"
+                ) from exc
+            diffs = config_differences(saved, config)
+            if diffs and not fresh:
+                more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
+                raise UserError(
+                    f"{self.path} holds a different run ({'; '.join(diffs[:3])}{more}); "
+                    f"use another run_name=..., or fresh=true to move it aside and start over"
+                )
+            if diffs and fresh:
+                aside = self.path.with_name(
+                    f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+                )
+                self.path.rename(aside)
+        elif self.path.exists() and any(self.path.iterdir()) and not fresh:
+            raise UserError(
+                f"{self.path} exists and is not an olmotrain run dir; choose another run_name=... or output_root=..."
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            tmp = self.config_path.with_suffix(".yaml.tmp")
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+            tmp.replace(self.config_path)

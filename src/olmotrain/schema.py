@@ -1,0 +1,181 @@
+"""Structured-config schema: Hydra validates every composed run config against these types.
+
+A typo'd key or a value of the wrong type fails at compose time, before any work starts. The
+schema is stored as ``olmotrain_schema`` (outside the config groups, so ``model=glob(*)`` sweeps
+do not pick it up) and is the first entry of ``conf/config.yaml``'s defaults list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelSchema:
+    """An olmo-core ``TransformerConfig`` factory plus the overrides applied to it."""
+
+    name: str = MISSING
+    """olmotrain's name for the size, e.g. ``olmo2_30m``."""
+    factory: str = MISSING
+    """The ``TransformerConfig`` classmethod, e.g. ``olmo2_30M``."""
+    n_layers: int | None = None
+    n_heads: int | None = None
+    n_kv_heads: int | None = None
+    """Grouped-query attention: key/value heads (``null`` keeps multi-head attention)."""
+
+
+@dataclass
+class TokenizerSchema:
+    """The tokenizer the token files were written with (olmo-core ``TokenizerConfig`` fields)."""
+
+    name: str = MISSING
+    vocab_size: int = MISSING
+    eos_token_id: int = MISSING
+    pad_token_id: int = MISSING
+    bos_token_id: int | None = None
+    identifier: str | None = None
+    """A Hugging Face id, for olmo-core's evaluators and exports."""
+    path: str | None = None
+    """A local ``tokenizer.json`` (``null`` when not available offline)."""
+
+
+@dataclass
+class SourceSchema:
+    """One data source: token files and (later) its share of the mix."""
+
+    name: str = MISSING
+    paths: list[str] = MISSING
+    """Token files or globs; local or remote (s3://, gs://, http(s)://)."""
+    ratio: float | None = None
+    """Share of the training tokens (``null`` everywhere = natural mix: every token once)."""
+    max_repetition_ratio: float = 1.0
+    max_source_fraction: float = 1.0
+
+
+@dataclass
+class InstanceFilterSchema:
+    """olmo-core's ``InstanceFilterConfig``: mask the labels of repetitive instances."""
+
+    repetition_min_period: int = 1
+    repetition_max_period: int = 13
+    repetition_max_count: int = 32
+
+
+@dataclass
+class DataSchema:
+    """A data mix: sources, held-out splits, loader settings."""
+
+    name: str = MISSING
+    sources: list[SourceSchema] = MISSING
+    eval: dict[str, list[str]] | None = None
+    """Held-out token files per source name."""
+    builder: str | None = None
+    """``embedded``: olmotrain can build these files offline when they are missing."""
+    root: str | None = None
+    """Where the builder writes (for ``builder: embedded``)."""
+    instance_filter: InstanceFilterSchema | None = None
+    num_workers: int = 4
+
+
+@dataclass
+class ScheduleSchema:
+    """An olmo-core LR scheduler, in token units."""
+
+    name: str = MISSING
+    """``wsds`` | ``cosine`` | ``wsd`` | ``constant``."""
+    alpha_f: float = 0.1
+    """Cosine: final LR as a fraction of the peak."""
+    decay_min_lr: float = 0.0
+    warmup_min_lr: float = 0.0
+
+
+@dataclass
+class ClusterSchema:
+    """Where the run executes."""
+
+    name: str = MISSING
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+
+
+@dataclass
+class TrainSchema:
+    """Training knobs; ``null`` means "let the Chinchilla math decide"."""
+
+    sequence_length: int = 8192
+    global_batch_size: int | None = None
+    """Tokens per optimizer step; ``null`` = the Chinchilla law (power of two)."""
+    micro_batch_size: int | None = None
+    """Sequences per rank per forward/backward; ``null`` = as many as fit 16k tokens."""
+    max_steps: int | None = None
+    """Train exactly this many steps (the schedule is fitted to it); ``null`` = Chinchilla duration."""
+    lr_multiplier: float = 1.0
+    tokens_per_param: float = 20.0
+    decay_fraction: float = 0.1
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    ephemeral_checkpoint_interval: int = 250
+    """Steps between ephemeral (latest-only) checkpoints, for resuming after a crash."""
+    log_interval: int = 1
+    eval_interval: int | None = None
+    """Steps between held-out evaluations; ``null`` = only at the end."""
+
+
+@dataclass
+class DerivedSchema:
+    """Filled by olmotrain's resolvers (``olmotrain.*``) from the model as configured. Read-only."""
+
+    num_params: int = MISSING
+    num_non_embedding_params: int = MISSING
+    target_batch_tokens: int = MISSING
+    batch_size_tokens: int = MISSING
+    micro_batch_instances: int = MISSING
+    lr: float = MISSING
+    betas: list[float] = MISSING
+    duration_tokens: int = MISSING
+    max_steps: int = MISSING
+    warmup_tokens: int = MISSING
+    period_multiples: list[float] = MISSING
+    period_ends: list[int] = MISSING
+    checkpoints: list[dict[str, Any]] = MISSING
+
+
+@dataclass
+class WandbSchema:
+    enabled: bool = False
+    project: str = "olmotrain"
+    entity: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class RunSchema:
+    """The whole run config."""
+
+    model: ModelSchema = field(default_factory=ModelSchema)
+    tokenizer: TokenizerSchema = field(default_factory=TokenizerSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+    schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
+    cluster: ClusterSchema = field(default_factory=ClusterSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+    derived: DerivedSchema = field(default_factory=DerivedSchema)
+    wandb: WandbSchema = field(default_factory=WandbSchema)
+    chinchilla_multiple: float = 1.0
+    seed: int = 42
+    run_name: str = MISSING
+    output_root: str = "runs"
+    data_root: str = "data"
+    """Where built datasets live (env OLMOTRAIN_DATA_ROOT)."""
+    dry_run: Any = False
+    """``false`` | ``true`` (a table) | ``json`` (one JSON object on stdout)."""
+    fresh: bool = False
+    """Start afresh in a run dir that holds a different run (the old one is moved aside)."""
+
+
+def register_schema() -> None:
+    """Store the schema in Hydra's ConfigStore (idempotent)."""
+    ConfigStore.instance().store(name="olmotrain_schema", node=RunSchema)

@@ -1,0 +1,232 @@
+"""Training: the resolved run config -> olmo-core model, train module, data loader, trainer.
+
+Everything here is olmo-core's: ``TransformerConfig``, ``TransformerTrainModuleConfig`` with
+``SkipStepAdamWConfig`` and an olmo-core scheduler in token units, ``NumpyFSLDatasetConfig`` +
+``NumpyDataLoaderConfig``, ``TrainerConfig`` with its checkpointer, console, speed and evaluator
+callbacks. olmotrain only chooses the values (from the plan) and adds ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from olmotrain.plan import Plan, is_remote
+from olmotrain.rundir import RunDir
+
+log = logging.getLogger("olmotrain")
+
+CONSOLE_METRICS = ["train/CE loss", "optim/LR*", "throughput/device/TPS", "eval/lm/*/CE loss"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished ``fit`` reports."""
+
+    final_step: int
+    train_loss: float | None
+    eval_losses: dict[str, float]
+    checkpoint: str | None
+
+
+def device_type(cluster: dict[str, Any]) -> str:
+    """``cuda`` or ``cpu`` for ``cluster.device`` (``auto``: CUDA when present)."""
+    import torch
+
+    wanted = cluster["device"]
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return wanted
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """Local globs expanded (sorted); remote paths kept as they are."""
+    out: list[str] = []
+    for p in patterns:
+        out += [p] if is_remote(p) else sorted(glob.glob(p))
+    return out
+
+
+def scheduler(c: dict[str, Any], plan: Plan):
+    """The olmo-core LR scheduler for ``schedule.name``, in tokens, fitted to the plan."""
+    from olmo_core.optim import WSD, WSDS, ConstantWithWarmup, CosWithWarmup, SchedulerUnits
+
+    s, tokens = c["schedule"], SchedulerUnits.tokens
+    common = dict(units=tokens, warmup=plan.warmup_tokens, warmup_min_lr=s["warmup_min_lr"])
+    if s["name"] == "wsds":
+        return WSDS(
+            period_lengths=plan.period_lengths,
+            decay_fraction=plan.decay_fraction,
+            decay_min_lr=s["decay_min_lr"],
+            **common,
+        )
+    if s["name"] == "wsd":
+        return WSD(decay_fraction=plan.decay_fraction, decay_min_lr=s["decay_min_lr"], **common)
+    if s["name"] == "cosine":
+        return CosWithWarmup(alpha_f=s["alpha_f"], t_max=plan.duration_tokens, **common)
+    if s["name"] == "constant":
+        return ConstantWithWarmup(**common)
+    from olmotrain.errors import UserError
+
+    raise UserError(f"unknown schedule '{s['name']}'; choose wsds, cosine, wsd or constant")
+
+
+def train(c: dict[str, Any], plan: Plan, run: RunDir) -> TrainResult:
+    """Build the olmo-core pieces for the run and fit (resuming from ``run``'s latest checkpoint)."""
+    import torch
+    from olmo_core.config import DType
+    from olmo_core.data import (
+        NumpyDataLoaderConfig,
+        NumpyFSLDatasetConfig,
+        NumpyPaddedFSLDatasetConfig,
+        TokenizerConfig,
+    )
+    from olmo_core.optim import OptimGroupOverride, SkipStepAdamWConfig
+    from olmo_core.train import (
+        Duration,
+        TrainerConfig,
+        prepare_training_environment,
+        teardown_training_environment,
+    )
+    from olmo_core.train.callbacks import (
+        CheckpointerCallback,
+        ConfigSaverCallback,
+        ConsoleLoggerCallback,
+        GPUMemoryMonitorCallback,
+        LMEvaluatorCallbackConfig,
+        WandBCallback,
+    )
+    from olmo_core.train.train_module import TransformerTrainModuleConfig
+
+    from olmotrain.callbacks import MetricsLogCallback
+    from olmotrain.model import transformer_config
+
+    device = device_type(c["cluster"])
+    # olmo-core defaults OMP_NUM_THREADS to 8, which oversubscribes small CPU machines.
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    # The plan (printed before training) already shows the model; skip olmo-core's module dump.
+    logging.getLogger("olmo_core.nn.transformer.config").setLevel(logging.WARNING)
+    # A CUDA-capable backend string makes olmo-core pick a GPU, so CPU runs get plain gloo.
+    backend = "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
+    prepare_training_environment(seed=c["seed"], backend=backend)
+    try:
+        tok = c["tokenizer"]
+        tokenizer = TokenizerConfig(
+            vocab_size=tok["vocab_size"],
+            eos_token_id=tok["eos_token_id"],
+            pad_token_id=tok["pad_token_id"],
+            bos_token_id=tok["bos_token_id"],
+            identifier=tok["identifier"],
+        )
+        seq, work_dir = plan.sequence_length, str(run.path / "work")
+        model_config = transformer_config(c["model"], tok["vocab_size"])
+        model_config.init_seed = c["seed"]
+        model = model_config.build(init_device="meta")
+
+        t = c["train"]
+        train_module = TransformerTrainModuleConfig(
+            rank_microbatch_size=plan.micro_batch_instances * seq,
+            max_sequence_length=seq,
+            optim=SkipStepAdamWConfig(
+                lr=plan.lr,
+                betas=tuple(plan.betas),
+                weight_decay=plan.weight_decay,
+                group_overrides=[
+                    OptimGroupOverride(params=["embeddings.weight"], opts=dict(weight_decay=0.0))
+                ],
+            ),
+            scheduler=scheduler(c, plan),
+            max_grad_norm=t["max_grad_norm"],
+            autocast_precision=DType.bfloat16 if device == "cuda" else None,
+        ).build(model, device=torch.device(device))
+
+        paths = [p for s in c["data"]["sources"] for p in expand(s["paths"])]
+        dataset = NumpyFSLDatasetConfig(
+            paths=paths, sequence_length=seq, tokenizer=tokenizer, work_dir=work_dir
+        ).build()
+        data_loader = NumpyDataLoaderConfig(
+            global_batch_size=plan.batch_size_tokens,
+            seed=c["seed"],
+            num_workers=c["data"]["num_workers"],
+            work_dir=work_dir,
+        ).build(dataset, dp_process_group=train_module.dp_process_group)
+
+        log_interval = t["log_interval"]
+        fixed = sorted({ck["step"] for ck in plan.checkpoints if 0 < ck["step"] <= plan.max_steps})
+        trainer_config = (
+            TrainerConfig(
+                save_folder=str(run.checkpoints),
+                work_dir=work_dir,
+                max_duration=Duration.steps(plan.max_steps),
+                metrics_collect_interval=log_interval,
+                cancel_check_interval=max(1, log_interval),
+            )
+            .with_callback(
+                "checkpointer",
+                CheckpointerCallback(
+                    save_interval=None,
+                    fixed_steps=fixed,
+                    max_checkpoints=None,
+                    ephemeral_save_interval=t["ephemeral_checkpoint_interval"],
+                    save_async=False,
+                ),
+            )
+            .with_callback(
+                "console_logger",
+                ConsoleLoggerCallback(log_interval=log_interval, metrics=CONSOLE_METRICS),
+            )
+            .with_callback("metrics_log", MetricsLogCallback(path=str(run.metrics_path)))
+            .with_callback("config_saver", ConfigSaverCallback())
+        )
+        eval_sets = [
+            (name, p) for name, pats in (c["data"].get("eval") or {}).items() for p in expand(pats)
+        ]
+        if eval_sets:
+            trainer_config = trainer_config.with_callback(
+                "lm_evaluator",
+                LMEvaluatorCallbackConfig(
+                    eval_dataset=NumpyPaddedFSLDatasetConfig(
+                        paths=[p for _, p in eval_sets],
+                        metadata=[{"label": name} for name, _ in eval_sets],
+                        sequence_length=seq,
+                        tokenizer=tokenizer,
+                        work_dir=work_dir,
+                    ),
+                    eval_interval=t["eval_interval"],
+                    eval_on_finish=True,
+                ),
+            )
+        if device == "cuda":
+            trainer_config = trainer_config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
+        if c["wandb"]["enabled"]:
+            w = c["wandb"]
+            trainer_config = trainer_config.with_callback(
+                "wandb",
+                WandBCallback(
+                    name=c["run_name"], project=w["project"], entity=w["entity"], group=w["group"]
+                ),
+            )
+
+        trainer = trainer_config.build(train_module, data_loader)
+        trainer.callbacks["config_saver"].config = c  # type: ignore[attr-defined]
+        if trainer.maybe_load_checkpoint():
+            log.info("resumed from step %d", trainer.global_step)
+        trainer.fit()
+
+        records = trainer.callbacks["metrics_log"].records  # type: ignore[attr-defined]
+        last_loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
+        evals = next(
+            (
+                {k[5:]: v for k, v in r.items() if k.startswith("eval/")}
+                for r in reversed(records)
+                if any(k.startswith("eval/") for k in r)
+            ),
+            {},
+        )
+        step = trainer.global_step
+        return TrainResult(step, last_loss, evals, str(run.checkpoints / f"step{step}"))
+    finally:
+        teardown_training_environment()

@@ -1,0 +1,296 @@
+"""The Chinchilla math: pure functions, the resolvers, and composition, against hand-derived values.
+
+Expected numbers below were worked out by hand from the formulas in the issue (batch law rounded
+up to a power of two, LR law halved, 20 tokens/param, warmup N capped at 5%, periods at
+0.5, 1, 2, 4, ... x C rounded to whole batches), not by calling olmotrain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from olmotrain import chinchilla, resolvers
+from olmotrain.config import compose, group_options
+from olmotrain.errors import UserError
+
+# N = num_non_embedding_params with the gpt-neox-olmo vocabulary padded to 50,304.
+N_30M = 16_290_048
+N_190M = 151_917_312
+
+# (model, multiple) -> (batch, lr, beta2, duration, warmup, period ends, checkpoint steps)
+HAND = {
+    ("olmo2_30m", 0.25): (
+        131072,
+        0.004414704705569162,
+        0.99,
+        81395712,
+        4069786,
+        [81395712],
+        [558, 621],
+    ),
+    ("olmo2_30m", 0.5): (
+        131072,
+        0.004414704705569162,
+        0.99,
+        162922496,
+        8146125,
+        [162922496],
+        [1118, 1243],
+    ),
+    ("olmo2_30m", 1): (
+        131072,
+        0.004414704705569162,
+        0.99,
+        325844992,
+        16290048,
+        [162922496, 325844992],
+        [1118, 1243, 2361, 2486],
+    ),
+    ("olmo2_30m", 4): (
+        131072,
+        0.004414704705569162,
+        0.99,
+        1303248896,
+        16290048,
+        [162922496, 325844992, 651558912, 1303248896],
+        [1118, 1243, 2361, 2486, 4722, 4971, 9445, 9943],
+    ),
+    ("olmo2_30m", 5): (
+        131072,
+        0.004414704705569162,
+        0.99,
+        1628962816,
+        16290048,
+        [162922496, 325844992, 651558912, 1303248896, 1628962816],
+        [1118, 1243, 2361, 2486, 4722, 4971, 9445, 9943, 12179, 12428],
+    ),
+    ("olmo2_30m", 16): (
+        131072,
+        0.004414704705569162,
+        0.99,
+        5212864512,
+        16290048,
+        [162922496, 325844992, 651558912, 1303248896, 2606366720, 5212864512],
+        [1118, 1243, 2361, 2486, 4722, 4971, 9445, 9943, 18890, 19885, 37782, 39771],
+    ),
+    ("olmo2_190m", 0.25): (
+        524288,
+        0.002097361821734162,
+        0.95,
+        759693312,
+        37984666,
+        [759693312],
+        [1304, 1449],
+    ),
+    ("olmo2_190m", 1): (
+        524288,
+        0.002097361821734162,
+        0.95,
+        3038248960,
+        151912448,
+        [1519386624, 3038248960],
+        [2608, 2898, 5505, 5795],
+    ),
+    ("olmo2_190m", 5): (
+        524288,
+        0.002097361821734162,
+        0.95,
+        15191769088,
+        151917312,
+        [1519386624, 3038248960, 6076497920, 12153520128, 15191769088],
+        [2608, 2898, 5505, 5795, 11010, 11590, 22021, 23181, 28396, 28976],
+    ),
+    ("olmo2_190m", 16): (
+        524288,
+        0.002097361821734162,
+        0.95,
+        48613556224,
+        151917312,
+        [1519386624, 3038248960, 6076497920, 12153520128, 24306515968, 48613556224],
+        [2608, 2898, 5505, 5795, 11010, 11590, 22021, 23181, 44043, 46361, 88086, 92723],
+    ),
+    ("olmo2_1b", 4): (
+        2097152,
+        0.0010224930088724785,
+        0.95,
+        104891154432,
+        1311131648,
+        [13111394304, 26222788608, 52445577216, 104891154432],
+        [5626, 6252, 11878, 12504, 23757, 25008, 47515, 50016],
+    ),
+    ("olmo2_14m", 0.5): (
+        65536,
+        0.005719898678166346,
+        0.99,
+        74907648,
+        3745382,
+        [74907648],
+        [1028, 1143],
+    ),
+}
+
+REAL_DATA = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]  # the plan's 8192-token sequences
+
+
+@pytest.mark.parametrize(("model", "multiple"), sorted(HAND))
+def test_composed_plan_matches_hand_values(model, multiple):
+    batch, lr, beta2, duration, warmup, ends, ck_steps = HAND[(model, multiple)]
+    cfg = compose([f"model={model}", f"chinchilla_multiple={multiple}", *REAL_DATA])
+    d = OmegaConf.to_container(cfg.derived, resolve=True)
+    assert cfg.train.sequence_length == 8192
+    assert d["batch_size_tokens"] == batch
+    assert d["lr"] == pytest.approx(lr, rel=1e-12)
+    assert d["betas"] == [0.9, beta2]
+    assert d["duration_tokens"] == duration
+    assert d["max_steps"] == duration // batch
+    assert d["warmup_tokens"] == warmup
+    assert d["period_ends"] == ends
+    assert [c["step"] for c in d["checkpoints"]] == ck_steps
+    assert all(
+        isinstance(d[k], int) for k in ("batch_size_tokens", "duration_tokens", "warmup_tokens")
+    )
+
+
+def test_num_params_is_olmo_core_count_of_the_model_as_configured():
+    from olmo_core.nn.transformer import TransformerConfig
+
+    cfg = compose(["model=olmo2_30m", *REAL_DATA])
+    assert cfg.derived.num_non_embedding_params == N_30M
+    assert N_30M == TransformerConfig.olmo2_30M(vocab_size=50304).num_non_embedding_params
+    # Overrides change N, and with it everything downstream.
+    deeper = compose(["model=olmo2_30m", "model.n_layers=8", *REAL_DATA])
+    expected = TransformerConfig.olmo2_30M(vocab_size=50304, n_layers=8).num_non_embedding_params
+    assert deeper.derived.num_non_embedding_params == expected > N_30M
+    assert deeper.derived.lr < cfg.derived.lr
+
+
+def test_batch_law_is_rounded_up_to_power_of_two():
+    raw = round(2048 * 160 * (N_30M / 108e6) ** (2 / 3))
+    assert raw == 92850
+    assert chinchilla.target_batch_tokens(N_30M) == 131072
+    assert chinchilla.next_power_of_two(131072) == 131072
+    assert chinchilla.next_power_of_two(131073) == 262144
+
+
+def test_batch_made_whole_sequences_and_divisible():
+    b = chinchilla.plan_batch(131072, 8192, dp_size=1)
+    assert (b.tokens, b.instances, b.micro_batch_instances, b.grad_accum_steps) == (
+        131072,
+        16,
+        2,
+        8,
+    )
+    # A target that is not whole sequences rounds UP.
+    b = chinchilla.plan_batch(10000, 4096, dp_size=1)
+    assert b.tokens == 12288 and b.instances == 3
+    # Divisible by data-parallel x micro-batch, rounding up.
+    b = chinchilla.plan_batch(8192 * 5, 8192, dp_size=4, micro_batch_instances=1)
+    assert b.instances == 8 and b.grad_accum_steps == 2
+    assert b.off_target == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("batch", [524287, 524288])
+def test_beta2_switches_at_half_a_million_tokens(batch):
+    assert chinchilla.betas(batch) == (0.9, 0.95 if batch >= 524288 else 0.99)
+
+
+def test_small_multiple_gives_one_period_and_capped_warmup():
+    duration = chinchilla.duration_tokens(N_30M, 0.017, 131072)
+    assert duration == 131072 * round(int(20 * N_30M * 0.017) / 131072)
+    assert chinchilla.warmup_tokens(N_30M, duration) == round(0.05 * duration) < N_30M
+    assert chinchilla.period_multiples(duration, N_30M, 131072, 20, 0.017) == [0.017]
+
+
+def test_max_steps_sets_the_duration_and_the_last_period():
+    assert chinchilla.duration_tokens(N_30M, 4, 131072, max_steps=100) == 100 * 131072
+    cfg = compose(["model=olmo2_30m", "train.max_steps=3000", *REAL_DATA])
+    assert cfg.derived.max_steps == 3000
+    # 0.5xC and 1xC end before step 3000; the last period ends at it.
+    assert list(cfg.derived.period_ends) == [162922496, 325844992, 3000 * 131072]
+
+
+def test_periods_never_empty_when_rounding_collapses_them():
+    # C is ~1.2 batches: 0.5xC and 1xC both round to one batch.
+    n, batch = 6000, 100_000
+    duration = chinchilla.duration_tokens(n, 8, batch)
+    mults = chinchilla.period_multiples(duration, n, batch, 20, 8)
+    ends = chinchilla.period_ends(duration, mults, n, batch)
+    assert all(length > 0 for length in chinchilla.period_lengths(ends))
+
+
+@pytest.mark.parametrize("multiple", [0.5, 1, 2, 4, 16])
+def test_power_of_two_multiples_match_olmo_core_wsds_configurator(multiple):
+    """Re-derive olmo-core main's WSDSChinchillaRunConfigurator periods (not in 3.0.0)."""
+    from olmo_core.train.common import Duration
+
+    batch = chinchilla.target_batch_tokens(N_190M)
+
+    def chin(c):  # its _chinchilla_duration: Duration.chinchilla_tokens rounded to batches
+        tokens = Duration.chinchilla_tokens(c, model_params=N_190M).value
+        return batch * round(tokens / batch)
+
+    periods = [2**p for p in range(-1, int(math.log2(multiple)) + 1)]
+    theirs = [chin(periods[0])] + [
+        chin(c) - chin(p) for p, c in zip(periods, periods[1:], strict=False)
+    ]
+    duration = chinchilla.duration_tokens(N_190M, multiple, batch)
+    ends = chinchilla.period_ends(
+        duration, chinchilla.period_multiples(duration, N_190M, batch, 20, multiple), N_190M, batch
+    )
+    assert chinchilla.period_lengths(ends) == theirs
+    assert chinchilla.peak_lr(N_190M) == pytest.approx(
+        0.0047 * (N_190M / 108_000_000) ** (-1 / 3) / 2.0
+    )
+
+
+def test_checkpoints_sit_at_olmo_core_wsds_decay_start_and_end():
+    from olmo_core.optim import WSDS, SchedulerUnits
+
+    batch, n = 131072, N_30M
+    duration = chinchilla.duration_tokens(n, 4, batch)
+    mults = chinchilla.period_multiples(duration, n, batch, 20, 4)
+    ends = chinchilla.period_ends(duration, mults, n, batch)
+    sched = WSDS(
+        units=SchedulerUnits.tokens,
+        warmup=chinchilla.warmup_tokens(n, duration),
+        decay_fraction=0.1,
+        period_lengths=chinchilla.period_lengths(ends),
+    )
+    for point in chinchilla.checkpoint_points(ends, mults, batch):
+        lr = sched.get_lr(1.0, point.tokens, duration)
+        if "pre-decay" in point.label:
+            assert lr == pytest.approx(1.0)  # still at the peak
+            assert sched.get_lr(1.0, point.tokens + batch, duration) < 1.0  # the next step decays
+        else:
+            assert lr == pytest.approx(0.0, abs=1e-9)  # bottom of the decay
+
+
+def test_resolver_functions_directly():
+    assert resolvers.target_batch_tokens(N_30M, None) == 131072
+    assert resolvers.target_batch_tokens(N_30M, 1000) == 1000
+    assert resolvers.batch_size_tokens(1000, 512, None) == 1024
+    assert resolvers.betas(131072) == [0.9, 0.99]
+    assert resolvers.steps(1024 * 7, 1024) == 7
+    assert resolvers.checkpoints([100, 300], [0.5, 1.0], 10, 0.1)[2] == {
+        "tokens": 280,
+        "step": 28,
+        "label": "period 2 1xC pre-decay",
+    }
+    for bad in (0, -1.5):
+        with pytest.raises(UserError, match="chinchilla_multiple"):
+            resolvers.duration_tokens(N_30M, bad, 131072, 20, None)
+    with pytest.raises(UserError, match="decay_fraction"):
+        resolvers.checkpoints([100], [1.0], 10, 0.7)
+
+
+@pytest.mark.parametrize("schedule", group_options("schedule"))
+@pytest.mark.parametrize("model", group_options("model"))
+def test_every_model_and_schedule_composes(model, schedule):
+    cfg = compose([f"model={model}", f"schedule={schedule}", *REAL_DATA])
+    d = OmegaConf.to_container(cfg.derived, resolve=True)
+    assert d["num_non_embedding_params"] > 0
+    assert d["batch_size_tokens"] % 8192 == 0
+    assert d["period_ends"][-1] == d["duration_tokens"]

@@ -1,0 +1,92 @@
+"""olmotrain: train an OLMo model with olmo-core, configured by Hydra.
+
+    python train.py                                   # the embedded CPU default, end to end
+    python train.py model=olmo2_30m schedule=wsds chinchilla_multiple=4 dry_run=true
+    python train.py -m model=olmo2_1m,olmo2_14m       # a sweep
+
+Compose (Hydra) -> resolve the plan once (Chinchilla resolvers) -> check the run dir and data ->
+build olmo-core pieces and train -> report held-out loss and where the checkpoint is.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from olmotrain.cli import check_known_keys, guard, user_errors
+from olmotrain.errors import UserError
+from olmotrain.plan import build_plan, render_table, resolved_container
+
+DRY_RUN_MODES = {
+    False: None,
+    "false": None,
+    True: "table",
+    "true": "table",
+    "table": "table",
+    "json": "json",
+}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    check_known_keys(cfg)
+    mode = DRY_RUN_MODES.get(cfg.dry_run, "?")
+    if mode == "?":
+        raise UserError(f"dry_run={cfg.dry_run} is not one of false, true, json")
+
+    # 1. The plan, from the config alone (resolvers run once, here).
+    config = resolved_container(cfg)
+    plan = build_plan(config)
+    if mode == "json":
+        print(plan.to_json())
+        return
+    if mode == "table":
+        print(render_table(plan))
+        return
+
+    # 2. The run dir (resume, refuse a different run, or report a finished one) and the data.
+    from olmotrain.data import embedded_manifest, ensure_data, pooled_eval_loss
+    from olmotrain.rundir import RunDir
+
+    run = RunDir(Path(plan.run_dir))
+    report = ensure_data(config)
+    run.claim(config, fresh=cfg.fresh)
+    if (step := run.latest_step()) is not None and step >= plan.max_steps:
+        print(
+            f"olmotrain: {plan.run_name} already finished at step {step}/{plan.max_steps}; "
+            f"checkpoint {run.checkpoints / f'step{step}'} (use another run_name to train again)"
+        )
+        return
+    print(render_table(plan), file=sys.stderr)
+
+    # 3. Train with olmo-core.
+    from olmotrain.training import train
+
+    result = train(config, plan, run)
+
+    # 4. What a person wants to know at the end.
+    held_out = pooled_eval_loss(result.eval_losses, report)
+    manifest = embedded_manifest(config)
+    print(f"\nolmotrain: {plan.run_name} finished at step {result.final_step}/{plan.max_steps}")
+    if result.train_loss is not None:
+        print(f"  train loss       {result.train_loss:.3f} nats")
+    if held_out is not None:
+        per_source = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.eval_losses.items()))
+        print(f"  held-out loss    {held_out:.3f} nats ({per_source})")
+    if manifest and held_out is not None:
+        entropy = manifest["eval_unigram_entropy_nats"]
+        gap = entropy - held_out
+        print(
+            f"  unigram entropy  {entropy:.3f} nats (held-out tokens, same tokenizer): the model is "
+            f"{abs(gap):.2f} nats {'better' if gap >= 0 else 'worse'}"
+        )
+    print(f"  checkpoint       {result.checkpoint}")
+    print(f"  metrics          {run.metrics_path}")
+
+
+if __name__ == "__main__":
+    guard(main)
