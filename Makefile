@@ -1,0 +1,39 @@
+# olmotrain: `make train` trains the embedded default end to end, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_ROOT ?= data
+
+.PHONY: setup data train test test-fast bench lint clean
+
+setup: $(STAMP)  ## the virtual environment with everything installed
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+data: setup  ## build the embedded dataset (offline; skipped when already built)
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.embedded --root $(DATA_ROOT)/embedded
+
+train: data  ## train the embedded default and print where the results are
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) train.py $(ARGS)
+
+test: setup  ## the whole suite (CPU); exit 5 (no tests collected) is a failure
+	$(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+test-fast: setup  ## everything but the end-to-end training runs
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
+
+bench: data  ## overhead vs plain olmo-core, CLI latency (ratios; see bench/README.md)
+	$(PY) bench/overhead.py
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf runs outputs multirun bench/results

@@ -1,0 +1,71 @@
+"""Shared test helpers: the real CLI in a subprocess, and the real embedded dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = REPO / "data"
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    check_error: bool = False,
+    script: str = "train.py",
+):
+    """Run ``python train.py ARGS`` from the repository root; returns the CompletedProcess."""
+    full_env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT), **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check_error:
+        assert_one_line_error(proc)
+    return proc
+
+
+def assert_one_line_error(proc) -> str:
+    """The bad-input contract: exit 2, one ``error:`` line on stderr, no traceback."""
+    lines = [
+        ln
+        for ln in proc.stderr.splitlines()
+        if ln.strip() and "transformer_engine unavailable" not in ln
+    ]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def dry_run_json(*args: str) -> dict:
+    """The ``dry_run=json`` plan for ``args``."""
+    proc = run_cli(*args, "dry_run=json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def embedded_data() -> Path:
+    """The embedded dataset (bpe8k), built once with the real builder if missing."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "olmotrain.embedded", "--root", str(DATA_ROOT / "embedded")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return DATA_ROOT / "embedded" / "embedded_bpe8k"

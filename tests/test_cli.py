@@ -1,0 +1,140 @@
+"""The real CLI in a subprocess: the dry-run contract and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import assert_one_line_error, dry_run_json, run_cli
+from omegaconf import OmegaConf
+
+from olmotrain.config import compose
+
+REAL = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
+CONTRACT = {
+    "model",
+    "num_params",
+    "num_non_embedding_params",
+    "sequence_length",
+    "batch_size_tokens",
+    "batch_size_instances",
+    "lr",
+    "betas",
+    "weight_decay",
+    "warmup_tokens",
+    "duration_tokens",
+    "max_steps",
+    "schedule",
+    "period_lengths",
+    "checkpoints",
+    "flops_per_token",
+    "total_flops",
+}
+
+
+def test_dry_run_json_is_one_object_matching_the_resolvers(tmp_path):
+    args = [
+        "model=olmo2_30m",
+        "schedule=wsds",
+        "chinchilla_multiple=4",
+        f"output_root={tmp_path}",
+        *REAL,
+    ]
+    plan = dry_run_json(*args)
+    assert CONTRACT <= plan.keys()
+    derived = OmegaConf.to_container(compose(args).derived, resolve=True)
+    assert plan["model"] == "olmo2_30m" and plan["schedule"] == "wsds"
+    assert plan["sequence_length"] == 8192
+    assert plan["num_non_embedding_params"] == derived["num_non_embedding_params"] == 16_290_048
+    assert plan["batch_size_tokens"] == 131072 and plan["batch_size_instances"] == 16
+    assert plan["duration_tokens"] == derived["duration_tokens"] == sum(plan["period_lengths"])
+    assert (
+        plan["max_steps"] == 9943 and plan["betas"] == [0.9, 0.99] and plan["weight_decay"] == 0.1
+    )
+    assert [c["step"] for c in plan["checkpoints"]] == [c["step"] for c in derived["checkpoints"]]
+    assert {"tokens", "step", "label"} == set(plan["checkpoints"][0])
+    # olmo-core's FLOP count includes the attention term, so it exceeds 6N per token.
+    assert plan["flops_per_token"] > 6 * plan["num_non_embedding_params"]
+    assert plan["total_flops"] == plan["flops_per_token"] * plan["duration_tokens"]
+    # Remote data is not checked offline, and nothing was written.
+    assert plan["data"]["sources"][0]["remote"] is True
+    assert not any(tmp_path.iterdir())
+
+
+def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
+    proc = run_cli(
+        "model=olmo2_30m",
+        "chinchilla_multiple=4",
+        f"output_root={tmp_path}",
+        f"data_root={tmp_path / 'nowhere'}",
+        "dry_run=true",
+    )
+    assert proc.returncode == 0, proc.stderr
+    for row in (
+        "parameters",
+        "batch",
+        "optimizer",
+        "duration",
+        "warmup",
+        "schedule",
+        "checkpoints",
+        "pre-decay",
+    ):
+        assert row in proc.stdout
+    assert "no files match" in proc.stdout  # data problems are reported in the plan, not fatal
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=olmo2_31m", "unknown model 'olmo2_31m'; did you mean olmo2_1m or olmo2_30m"),
+        ("chinchilla_multiple=0", "chinchilla_multiple=0.0 must be > 0"),
+        ("chinchilla_multiple=-4", "chinchilla_multiple=-4.0 must be > 0"),
+        ("chinchilla_multiple=four", "chinchilla_multiple='four' is not a valid float"),
+        ("schedule=cosin", "unknown schedule 'cosin'; did you mean cosine?"),
+        ("tokenizer=dolma3", "unknown tokenizer 'dolma3'"),
+        ("train.max_step=3", "unknown config key 'train.max_step'; did you mean train.max_steps?"),
+        ("+train.warmup=3", "unknown config key 'train.warmup'"),
+        ("model.n_kv_heads=3", "model.n_kv_heads=3 does not divide olmo2_14m's 8 query heads"),
+        ("train.global_batch_size=-8", "train.global_batch_size=-8 must be a positive number"),
+        ("dry_run=maybe", "dry_run=maybe is not one of false, true, json"),
+    ],
+)
+def test_bad_input_is_one_clear_line(override, expected):
+    args = [override] if override.startswith("dry_run=") else [override, "dry_run=true"]
+    line = assert_one_line_error(run_cli(*args))
+    assert expected in line
+
+
+def test_unknown_model_in_a_sweep_is_caught_before_any_job():
+    line = assert_one_line_error(run_cli("-m", "model=olmo2_1m,olmo2_2m", "dry_run=true"))
+    assert "unknown model 'olmo2_2m'" in line
+
+
+def test_missing_data_is_refused_before_the_model_is_built(tmp_path):
+    sources = f"data.sources=[{{name: web, paths: ['{tmp_path}/web-*.npy']}}]"
+    line = assert_one_line_error(
+        run_cli("data=olmo_mix_v1_5", sources, f"output_root={tmp_path}/runs")
+    )
+    assert "no files match" in line and "web" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_data_file_is_refused(tmp_path):
+    (tmp_path / "web-0.npy").write_bytes(b"\x01\x02\x03")  # 3 bytes: not whole uint16 tokens
+    sources = f"data.sources=[{{name: web, paths: ['{tmp_path}/web-*.npy']}}]"
+    line = assert_one_line_error(
+        run_cli("data=olmo_mix_v1_5", sources, f"output_root={tmp_path}/runs")
+    )
+    assert "not a whole number of 2-byte tokens" in line
+
+
+def test_tokenizer_without_local_file_plans_fine():
+    plan = dry_run_json("tokenizer=dolma2", "data=olmo_mix_v1_5", "model=olmo2_1b")
+    assert plan["padded_vocab_size"] == 100352 and plan["vocab_size"] == 100278
+
+
+def test_help_lists_groups():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for group in ("model", "schedule", "data", "tokenizer", "cluster", "experiment"):
+        assert group in proc.stdout
