@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         return
 
     # 2. The run dir (resume, refuse a different run, or report a finished one) and the data.
-    from olmotrain.data import embedded_manifest, ensure_data, pooled_eval_loss
+    from olmotrain.data import ensure_data, heldout_baseline, pooled_eval_loss
     from olmotrain.rundir import RunDir
 
     run = RunDir(Path(plan.run_dir))
@@ -69,19 +69,19 @@ def main(cfg: DictConfig) -> None:
     result = train(config, plan, run)
 
     # 4. What a person wants to know at the end.
-    held_out = pooled_eval_loss(result.eval_losses, report)
-    manifest = embedded_manifest(config)
     print(f"\nolmotrain: {plan.run_name} finished at step {result.final_step}/{plan.max_steps}")
     if result.train_loss is not None:
         print(f"  train loss       {result.train_loss:.3f} nats")
-    if held_out is not None:
+    if (baseline := heldout_baseline(config, report)) and result.eval_losses:
+        entropy, targets = baseline
+        held_out = pooled_eval_loss(result.eval_losses, targets)
         per_source = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.eval_losses.items()))
-        print(f"  held-out loss    {held_out:.3f} nats ({per_source})")
-    if manifest and held_out is not None:
-        entropy = manifest["eval_unigram_entropy_nats"]
         gap = entropy - held_out
         print(
-            f"  unigram entropy  {entropy:.3f} nats (held-out tokens, same tokenizer): the model is "
+            f"  held-out loss    {held_out:.3f} nats ({per_source}; {sum(targets.values()):,} tokens)"
+        )
+        print(
+            f"  unigram entropy  {entropy:.3f} nats of the same held-out tokens: the model is "
             f"{abs(gap):.2f} nats {'better' if gap >= 0 else 'worse'}"
         )
     print(f"  checkpoint       {result.checkpoint}")

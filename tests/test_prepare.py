@@ -79,8 +79,31 @@ def neox(tmp_path_factory):
     """A dataset from a few stdlib files and prose lines, small shards so there are several."""
     out = tmp_path_factory.mktemp("neox")
     sources = {"code": code_docs(), "prose": PROSE}
-    manifest = prepare(sources, "gpt_neox_olmo", out, eval_fraction=0.3, shard_tokens=4000)
+    manifest = prepare(
+        sources, "gpt_neox_olmo", out, eval_fraction=0.3, shard_tokens=4000, eval_piece_tokens=None
+    )
     return out, manifest, sources
+
+
+def test_eval_documents_are_cut_into_pieces_the_evaluator_sees_whole(tmp_path):
+    docs = code_docs()
+    manifest = prepare(
+        {"code": docs}, "gpt_neox_olmo", tmp_path, eval_fraction=0.3, eval_piece_tokens=64
+    )
+    tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    pieces = read_split(tmp_path, manifest, "code", "eval")
+    assert all(len(p) <= 63 for p in pieces)  # + the EOS each piece ends with
+    expected = [
+        i
+        for d in docs
+        if split_of(d, 0.3) == "eval"
+        for i in tok.encode(d, add_special_tokens=False).ids
+    ]
+    assert [i for p in pieces for i in p.tolist()] == expected
+    entry = manifest["sources"]["code"]["eval"]
+    assert entry["pieces"] == len(pieces) > entry["documents"]
+    assert entry["tokens"] == len(expected) + len(pieces)
+    assert manifest["eval_piece_tokens"] == 64
 
 
 def test_round_trip_and_counts(neox):
@@ -143,7 +166,7 @@ def test_entropy_matches_eval_tokens(neox):
 def test_split_is_stable_under_reordering(neox, tmp_path):
     out, manifest, sources = neox
     shuffled = {"prose": PROSE[::-1], "code": sources["code"][::-1]}
-    other = prepare(shuffled, "gpt_neox_olmo", tmp_path, eval_fraction=0.3)
+    other = prepare(shuffled, "gpt_neox_olmo", tmp_path, eval_fraction=0.3, eval_piece_tokens=None)
     for source in sources:
         for split in SPLITS:
             a = {r.tobytes() for r in read_split(out, manifest, source, split)}
@@ -305,10 +328,18 @@ def test_embedded_round_trip_is_exact(small_embedded):
         fraction = manifest["sources"][source.name]["eval_fraction"]
         entry = manifest["sources"][source.name]
         assert entry["text_sha256"] == source.text_sha256()
-        for split in SPLITS:
-            expected = [d for d in source.documents if split_of(d, fraction) == split]
-            got = read_split(a, manifest, source.name, split)
-            assert [tokenizer.decode(ids.tolist()) for ids in got] == expected
+        expected = [d for d in source.documents if split_of(d, fraction) == "train"]
+        got = read_split(a, manifest, source.name, "train")
+        assert [tokenizer.decode(ids.tolist()) for ids in got] == expected
+        # Eval documents are cut into pieces: their ids, in order, are the documents' ids.
+        expected_ids = [
+            i
+            for d in source.documents
+            if split_of(d, fraction) == "eval"
+            for i in tokenizer.encode(d, add_special_tokens=False).ids
+        ]
+        got_ids = [i for ids in read_split(a, manifest, source.name, "eval") for i in ids.tolist()]
+        assert got_ids == expected_ids
 
 
 def test_embedded_rebuild_is_a_no_op_unless_forced(small_embedded):

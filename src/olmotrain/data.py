@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from olmotrain.errors import UserError
 from olmotrain.plan import data_report
 
@@ -62,9 +64,51 @@ def _check_manifest(manifest: dict[str, Any], tokenizer: dict[str, Any]) -> None
                 )
 
 
-def pooled_eval_loss(eval_losses: dict[str, float], report: dict[str, Any]) -> float | None:
-    """Held-out loss over all sources, weighting each source by its held-out tokens."""
-    weights = {r["name"]: r["tokens"] or 0 for r in report["eval"]}
+def scored_targets(
+    path: str, sequence_length: int, eos_token_id: int, dtype: np.dtype
+) -> np.ndarray:
+    """The token ids olmo-core's LM evaluator scores in one held-out file.
+
+    It makes one instance per EOS-terminated document, truncated to ``sequence_length``, and
+    scores every token of an instance but the first.
+    """
+    ids = np.fromfile(path, dtype=dtype)
+    ends = np.flatnonzero(ids == eos_token_id)
+    starts = np.concatenate([[0], ends[:-1] + 1]) if ends.size else np.array([0])
+    doc_start = np.repeat(starts, np.diff(np.concatenate([starts, [ids.size]])))
+    pos = np.arange(ids.size) - doc_start
+    return ids[(pos >= 1) & (pos < sequence_length)]
+
+
+def heldout_baseline(
+    c: dict[str, Any], report: dict[str, Any]
+) -> tuple[float, dict[str, int]] | None:
+    """Unigram entropy (nats) of the scored held-out targets, and their count per source.
+
+    A unigram model that knew the held-out distribution exactly would score this; a model
+    that learned anything from context must do better.
+    """
+    from olmotrain.plan import token_dtype_bytes
+    from olmotrain.training import expand
+
+    eval_paths = c["data"].get("eval") or {}
+    if not eval_paths or any(r["remote"] for r in report["eval"]):
+        return None
+    tok, seq = c["tokenizer"], c["train"]["sequence_length"]
+    dtype = np.dtype(np.uint16 if token_dtype_bytes(tok["vocab_size"]) == 2 else np.uint32)
+    counts = np.zeros(tok["vocab_size"], dtype=np.int64)
+    per_source = {}
+    for name, patterns in eval_paths.items():
+        targets = [scored_targets(p, seq, tok["eos_token_id"], dtype) for p in expand(patterns)]
+        per_source[name] = sum(t.size for t in targets)
+        for t in targets:
+            counts += np.bincount(t, minlength=tok["vocab_size"])
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum()), per_source
+
+
+def pooled_eval_loss(eval_losses: dict[str, float], weights: dict[str, int]) -> float | None:
+    """Held-out loss over all sources, each weighted by its number of scored targets."""
     total = sum(weights.get(k, 0) for k in eval_losses)
     if not eval_losses or total == 0:
         return None

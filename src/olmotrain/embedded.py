@@ -56,7 +56,7 @@ from olmotrain.prepare import (
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Bump when the document selection or the tokenizer training changes."""
 
 TOKENIZERS = ("embedded_bpe8k", "gpt_neox_olmo")

@@ -59,6 +59,8 @@ Split = Literal["train", "eval"]
 SPLITS: tuple[Split, ...] = ("train", "eval")
 DEFAULT_SHARD_TOKENS = 2**26
 DEFAULT_EVAL_FRACTION = 0.01
+DEFAULT_EVAL_PIECE_TOKENS = 512
+"""Eval documents are cut to this many tokens (EOS included), so the LM evaluator sees them all."""
 INPUT_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz")
 
 # A batch handed to ``encode_batch``: big enough to keep the Rust threads busy, small enough
@@ -226,6 +228,7 @@ def prepare(
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     vocab_size: int | None = None,
     extra: Mapping[str, Any] | None = None,
+    eval_piece_tokens: int | None = DEFAULT_EVAL_PIECE_TOKENS,
 ) -> dict[str, Any]:
     """Tokenize documents into olmo-core token files under ``output_dir``; return the manifest.
 
@@ -241,6 +244,10 @@ def prepare(
         vocab_size: the size ids must fit in (default: the tokenizer's), e.g. a model's
             embedding size. It also sets the dtype.
         extra: JSON-able data stored under ``"build"`` in the manifest (how the text was made).
+        eval_piece_tokens: cut eval documents into pieces of at most this many tokens (EOS
+            included). olmo-core's LM evaluator scores one instance per document, truncated to
+            the sequence length, so whole long documents would be mostly unscored. ``None``
+            keeps them whole.
 
     Writes ``<source>/{train,eval}-NNNNN.npy`` and, last, ``manifest.json``; an existing
     manifest is removed before the first new file is published. Raises :class:`UserError`
@@ -291,6 +298,7 @@ def prepare(
             shard_tokens,
             counts,
             invalidate,
+            eval_piece_tokens,
         )
         if not source_entries[source]["documents"]:
             raise UserError(f"no documents in source {source!r}: its input is empty")
@@ -330,6 +338,7 @@ def prepare(
         "eval_fraction": dict(fractions) if fractions is not None else eval_fraction,
         "split_rule": "eval iff blake2b-64(utf-8 text) / 2**64 < eval_fraction",
         "shard_tokens": shard_tokens,
+        "eval_piece_tokens": eval_piece_tokens,
         "sources": source_entries,
         "totals": totals,
         "train_unigram_entropy_nats": unigram_entropy(counts["train"]),
@@ -426,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-fraction", type=float, default=DEFAULT_EVAL_FRACTION)
     parser.add_argument("--text-field", default="text", help="JSON field holding the text")
     parser.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS)
+    parser.add_argument(
+        "--eval-piece-tokens",
+        type=int,
+        default=DEFAULT_EVAL_PIECE_TOKENS,
+        help="cut eval documents to this many tokens (0: keep them whole)",
+    )
     parser.add_argument("--eos-id", type=int, default=None, help="EOS id (tokenizer files)")
     parser.add_argument("--pad-id", type=int, default=None, help="pad id (tokenizer files)")
     args = parser.parse_args(argv)
@@ -444,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output,
             eval_fraction=args.eval_fraction,
             shard_tokens=args.shard_tokens,
+            eval_piece_tokens=args.eval_piece_tokens or None,
         )
     except (UserError, OSError) as e:  # OSError: unwritable output, disk full, ...
         print(f"error: {e}", file=sys.stderr)
@@ -637,11 +653,12 @@ def _prepare_source(
     shard_tokens: int,
     counts: dict[str, np.ndarray],
     before_publish: Callable[[], None],
+    eval_piece_tokens: int | None,
 ) -> dict[str, Any]:
     eos = spec.eos_token_id
     eos_array = np.array([eos], dtype=dtype)
     writers = {s: _ShardWriter(directory, s, dtype, shard_tokens, before_publish) for s in SPLITS}
-    stats = {s: {"documents": 0, "tokens": 0, "max_token_id": -1} for s in SPLITS}
+    stats = {s: {"documents": 0, "pieces": 0, "tokens": 0, "max_token_id": -1} for s in SPLITS}
     text_hash = hashlib.sha256()
     text_bytes = 0
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # same ids, no offsets
@@ -666,6 +683,7 @@ def _prepare_source(
                 )
             tokens = flat.astype(dtype)
             is_eval = np.zeros(len(batch), dtype=bool)
+            pieces = np.ones(len(batch), dtype=np.int64)
             start = 0
             for i, ((_, data), length) in enumerate(zip(batch, lengths.tolist(), strict=True)):
                 text_hash.update(data)
@@ -674,19 +692,24 @@ def _prepare_source(
                 split = split_of(data, eval_fraction)
                 is_eval[i] = split == "eval"
                 end = start + length
-                writers[split].add(np.concatenate([tokens[start:end], eos_array]))
+                for piece in _pieces(tokens[start:end], eval_piece_tokens if is_eval[i] else None):
+                    writers[split].add(np.concatenate([piece, eos_array]))
+                    pieces[i] += 1
+                pieces[i] -= 1
                 start = end
             token_is_eval = np.repeat(is_eval, lengths)
             for split, mask in (("train", ~token_is_eval), ("eval", token_is_eval)):
-                n_docs = int(is_eval.sum()) if split == "eval" else int((~is_eval).sum())
+                doc_mask = is_eval if split == "eval" else ~is_eval
+                n_docs, n_pieces = int(doc_mask.sum()), int(pieces[doc_mask].sum())
                 if n_docs == 0:
                     continue
                 ids = flat[mask]
                 counts[split] += np.bincount(ids, minlength=vocab)
-                counts[split][eos] += n_docs
+                counts[split][eos] += n_pieces
                 st = stats[split]
                 st["documents"] += n_docs
-                st["tokens"] += int(ids.size) + n_docs
+                st["pieces"] += n_pieces
+                st["tokens"] += int(ids.size) + n_pieces
                 st["max_token_id"] = max(
                     st["max_token_id"], eos, int(ids.max()) if ids.size else eos
                 )
@@ -702,6 +725,7 @@ def _prepare_source(
         entry[split] = {
             "files": writers[split].files,
             "documents": st["documents"],
+            "pieces": st["pieces"],
             "tokens": st["tokens"],
             "max_token_id": st["max_token_id"],  # -1 for an empty split
         }
@@ -710,6 +734,14 @@ def _prepare_source(
     entry["text_bytes"] = text_bytes
     entry["text_sha256"] = text_hash.hexdigest()
     return entry
+
+
+def _pieces(doc: np.ndarray, piece_tokens: int | None) -> list[np.ndarray]:
+    """A document whole, or cut into pieces of at most ``piece_tokens`` tokens including EOS."""
+    if piece_tokens is None or doc.size < piece_tokens:
+        return [doc]
+    step = piece_tokens - 1
+    return [doc[i : i + step] for i in range(0, doc.size, step)]
 
 
 def _remove_stale_shards(directory: Path, keep: set[str]) -> None:

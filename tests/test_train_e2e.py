@@ -1,0 +1,142 @@
+"""Real olmo-core training on CPU through the real CLI: checkpoints, kill -9, resume, refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import REPO, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+# olmo2_1m on the embedded data: ~1 s a step on 2 cores.
+RUN = ["model=olmo2_1m", "train.max_steps=10", "train.ephemeral_checkpoint_interval=3"]
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def checkpoint_steps(run_dir):
+    """Steps of complete checkpoints (a kill can leave a ``stepN-tmp`` behind)."""
+    return sorted(
+        int(m.group(1))
+        for p in (run_dir / "checkpoints").iterdir()
+        if (m := re.fullmatch(r"step(\d+)", p.name))
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(embedded_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    proc = run_cli(*RUN, f"output_root={root}", "run_name=full")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "full", proc
+
+
+def test_a_short_run_trains_checkpoints_and_reports(uninterrupted):
+    run_dir, proc = uninterrupted
+    records = metrics(run_dir)
+    assert [r["step"] for r in records] == list(range(1, 11))
+    assert records[-1]["tokens"] == 10 * 8192
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert all({"step", "tokens", "loss", "lr"} <= r.keys() for r in records)
+    assert records[-1]["lr"] == 0.0  # the run ends at the bottom of its WSD-S decay
+    # Permanent checkpoints at the period's pre-decay point and end; the config is saved.
+    assert {9, 10} <= set(checkpoint_steps(run_dir))
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["derived"]["max_steps"] == 10 and saved["model"]["name"] == "olmo2_1m"
+    assert "held-out loss" in proc.stdout and "unigram entropy" in proc.stdout
+    assert f"checkpoint       {run_dir}/checkpoints/step10" in proc.stdout
+    # Progress a person can follow: step/total, loss, ETA.
+    assert "[step=5/10" in proc.stdout + proc.stderr and "eta=" in proc.stdout + proc.stderr
+
+
+def test_kill_9_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_path):
+    full_dir, _ = uninterrupted
+    env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(REPO / "data")}
+    args = [sys.executable, "train.py", *RUN, f"output_root={tmp_path}", "run_name=killed"]
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and any(
+            json.loads(x)["step"] >= 5 for x in log.read_text().splitlines()[:-1] or []
+        ):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 in checkpoint_steps(tmp_path / "killed")  # the ephemeral checkpoint it resumes from
+    resumed = run_cli(*RUN, f"output_root={tmp_path}", "run_name=killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stdout + resumed.stderr
+    a, b = metrics(full_dir), metrics(tmp_path / "killed")
+    assert [r["step"] for r in b] == list(range(1, 11))  # one consistent history, no stale steps
+    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], abs=1e-5)
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], abs=1e-5)
+
+
+def test_a_finished_run_says_so_and_does_not_retrain(uninterrupted):
+    run_dir, _ = uninterrupted
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    proc = run_cli(*RUN, f"output_root={run_dir.parent}", "run_name=full")
+    assert proc.returncode == 0
+    assert "already finished at step 10/10" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
+
+
+def test_a_different_run_in_the_same_dir_is_refused_and_nothing_changes(uninterrupted):
+    run_dir, _ = uninterrupted
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    line = assert_one_line_error(
+        run_cli(
+            "model=olmo2_14m",
+            "train.max_steps=10",
+            f"output_root={run_dir.parent}",
+            "run_name=full",
+        )
+    )
+    assert "holds a different run" in line and "model.name: 'olmo2_1m' -> 'olmo2_14m'" in line
+    assert "fresh=true" in line
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_fresh_moves_the_old_run_aside(embedded_data, tmp_path):
+    first = run_cli("model=olmo2_1m", "train.max_steps=2", f"output_root={tmp_path}", "run_name=r")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_cli(
+        "model=olmo2_1m", "train.max_steps=3", f"output_root={tmp_path}", "run_name=r", "fresh=true"
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("r.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoints" / "step2").exists()
+    assert metrics(tmp_path / "r")[-1]["step"] == 3
+
+
+def test_gpt_neox_tokenizer_trains_on_the_same_embedded_text(embedded_data, tmp_path):
+    proc = run_cli(
+        "model=olmo2_1m",
+        "tokenizer=gpt_neox_olmo",
+        "train.max_steps=2",
+        f"output_root={tmp_path}",
+        "run_name=neox",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((REPO / "data/embedded/gpt_neox_olmo/manifest.json").read_text())
+    assert manifest["tokenizer"]["vocab_size"] == 50280
+    assert metrics(tmp_path / "neox")[-1]["step"] == 2
