@@ -30,7 +30,7 @@ test-fast: setup  ## everything but the end-to-end training runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
 
 bench: data  ## overhead vs plain olmo-core, CLI latency (ratios; see bench/README.md)
-	$(PY) bench/overhead.py
+	$(PY) bench/overhead.py $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import assert_one_line_error, dry_run_json, run_cli
 from omegaconf import OmegaConf
@@ -138,3 +140,22 @@ def test_help_lists_groups():
     assert proc.returncode == 0
     for group in ("model", "schedule", "data", "tokenizer", "cluster", "experiment"):
         assert group in proc.stdout
+
+
+def test_multirun_resolves_each_job_with_its_own_model():
+    """A resolver cache would hand every sweep job the first job's N (see NOTES.md)."""
+    proc = run_cli(
+        "-m", "model=olmo2_1m,olmo2_30m", "chinchilla_multiple=0.5,2", *REAL, "dry_run=json"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plans = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    got = {
+        (p["model"], p["chinchilla_multiple"]): (p["num_non_embedding_params"], p["max_steps"])
+        for p in plans
+    }
+    expected = {}
+    for model in ("olmo2_1m", "olmo2_30m"):
+        for multiple in (0.5, 2.0):
+            d = compose([f"model={model}", f"chinchilla_multiple={multiple}", *REAL]).derived
+            expected[(model, multiple)] = (d.num_non_embedding_params, d.max_steps)
+    assert got == expected and len({v[0] for v in got.values()}) == 2
