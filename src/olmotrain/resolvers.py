@@ -8,8 +8,6 @@ a cache would leak one sweep job's model size into the next.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -135,10 +133,12 @@ def checkpoints(
 
 def package_file(package: str, relative: str) -> str:
     """Absolute path of a file shipped inside an installed package (found without importing it)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"package '{package}' is not installed; run `make setup`")
-    return str(Path(next(iter(spec.submodule_search_locations))) / relative)
+    from olmotrain.prepare import package_resource
+
+    path = package_resource(package, relative)
+    if path is None:
+        raise UserError(f"{relative} is not installed with package '{package}'; run `make setup`")
+    return str(path)
 
 
 RESOLVERS = {
