@@ -10,6 +10,7 @@ build olmo-core pieces and train -> report held-out loss and where the checkpoin
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -33,6 +34,15 @@ DRY_RUN_MODES = {
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 @user_errors
 def main(cfg: DictConfig) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("olmo_core.nn.attention.te_attn_api").setLevel(
+        logging.ERROR
+    )  # optional NVIDIA lib
     check_known_keys(cfg)
     mode = DRY_RUN_MODES.get(cfg.dry_run, "?")
     if mode == "?":

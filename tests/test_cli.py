@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_one_line_error, dry_run_json, run_cli
+from conftest import REPO, assert_one_line_error, dry_run_json, run_cli
 from omegaconf import OmegaConf
 
 from olmotrain.config import compose
@@ -83,6 +83,7 @@ def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
         assert row in proc.stdout
     assert "no files match" in proc.stdout  # data problems are reported in the plan, not fatal
     assert not any(tmp_path.iterdir())
+    assert not (REPO / "train.log").exists()  # Hydra's default job logging would write one
 
 
 @pytest.mark.parametrize(
