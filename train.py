@@ -10,45 +10,29 @@ build olmo-core pieces and train -> report held-out loss and where the checkpoin
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
-from olmotrain.cli import check_known_keys, guard, user_errors
-from olmotrain.errors import UserError
-from olmotrain.plan import build_plan, render_table, resolved_container
+from olmotrain.cli import check_known_keys, dry_run_mode, guard, setup_logging, user_errors
+from olmotrain.plan import Plan, build_plan, render_table, resolved_container
 
-DRY_RUN_MODES = {
-    False: None,
-    "false": None,
-    True: "table",
-    "true": "table",
-    "table": "table",
-    "json": "json",
-}
+if TYPE_CHECKING:
+    from olmotrain.rundir import RunDir
+    from olmotrain.training import TrainResult
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    logging.getLogger("olmo_core.nn.attention.te_attn_api").setLevel(
-        logging.ERROR
-    )  # optional NVIDIA lib
+    setup_logging()
     check_known_keys(cfg)
-    mode = DRY_RUN_MODES.get(cfg.dry_run, "?")
-    if mode == "?":
-        raise UserError(f"dry_run={cfg.dry_run} is not one of false, true, json")
+    mode = dry_run_mode(cfg.dry_run)
 
-    # 1. The plan, from the config alone (resolvers run once, here).
+    # 1. The plan, from the config alone (the resolvers run once, here).
     config = resolved_container(cfg)
     plan = build_plan(config)
     if mode == "json":
@@ -58,12 +42,14 @@ def main(cfg: DictConfig) -> None:
         print(render_table(plan))
         return
 
-    # 2. The run dir (resume, refuse a different run, or report a finished one) and the data.
-    from olmotrain.data import ensure_data, heldout_baseline, pooled_eval_loss
+    # 2. Device, data, run dir (resume it, refuse a different run, or report a finished one).
+    from olmotrain.data import ensure_data, heldout_baseline
     from olmotrain.rundir import RunDir
+    from olmotrain.training import device_type, train
 
+    device_type(config["cluster"])
+    data = ensure_data(config)
     run = RunDir(Path(plan.run_dir))
-    report = ensure_data(config)
     run.claim(config, fresh=cfg.fresh)
     if (step := run.latest_step()) is not None and step >= plan.max_steps:
         print(
@@ -74,15 +60,22 @@ def main(cfg: DictConfig) -> None:
     print(render_table(plan), file=sys.stderr)
 
     # 3. Train with olmo-core.
-    from olmotrain.training import train
-
     result = train(config, plan, run)
 
     # 4. What a person wants to know at the end.
+    print_summary(plan, run, result, heldout_baseline(config, data))
+
+
+def print_summary(
+    plan: Plan, run: RunDir, result: TrainResult, baseline: tuple[float, dict[str, int]] | None
+) -> None:
+    """Final losses, the held-out loss against the unigram baseline, and where things are."""
+    from olmotrain.data import pooled_eval_loss
+
     print(f"\nolmotrain: {plan.run_name} finished at step {result.final_step}/{plan.max_steps}")
     if result.train_loss is not None:
         print(f"  train loss       {result.train_loss:.3f} nats")
-    if (baseline := heldout_baseline(config, report)) and result.eval_losses:
+    if baseline and result.eval_losses:
         entropy, targets = baseline
         held_out = pooled_eval_loss(result.eval_losses, targets)
         per_source = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.eval_losses.items()))

@@ -108,6 +108,16 @@ def test_bad_input_is_one_clear_line(override, expected):
     assert expected in line
 
 
+def test_cuda_without_a_gpu_is_refused_before_any_work(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = assert_one_line_error(run_cli("cluster.device=cuda", f"output_root={tmp_path}"))
+    assert "no usable CUDA device" in line
+    assert not any(tmp_path.iterdir())
+
+
 def test_unknown_model_in_a_sweep_is_caught_before_any_job():
     line = assert_one_line_error(run_cli("-m", "model=olmo2_1m,olmo2_2m", "dry_run=true"))
     assert "unknown model 'olmo2_2m'" in line

@@ -140,3 +140,17 @@ def test_gpt_neox_tokenizer_trains_on_the_same_embedded_text(embedded_data, tmp_
     manifest = json.loads((REPO / "data/embedded/gpt_neox_olmo/manifest.json").read_text())
     assert manifest["tokenizer"]["vocab_size"] == 50280
     assert metrics(tmp_path / "neox")[-1]["step"] == 2
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_run_trains(embedded_data, tmp_path):
+    """On a GPU machine: the same run on CUDA with bf16 autocast (skipped without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    proc = run_cli(*RUN, "cluster.device=cuda", f"output_root={tmp_path}", "run_name=gpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = metrics(tmp_path / "gpu")
+    assert [r["step"] for r in records] == list(range(1, 11))
+    assert records[-1]["loss"] < records[0]["loss"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import os
 import re
 import sys
@@ -28,6 +29,35 @@ def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)
+
+
+def setup_logging() -> None:
+    """Logs go to stderr (stdout carries only the plan or the final report)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        datefmt="%H:%M:%S",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # An optional NVIDIA library olmo-core probes for at import; its absence is not news.
+    logging.getLogger("olmo_core.nn.attention.te_attn_api").setLevel(logging.ERROR)
+
+
+DRY_RUN_MODES = {
+    False: None,
+    "false": None,
+    True: "table",
+    "true": "table",
+    "table": "table",
+    "json": "json",
+}
+
+
+def dry_run_mode(value: Any) -> str | None:
+    """``None`` (train), ``table`` or ``json`` for the ``dry_run`` setting."""
+    if not isinstance(value, (bool, str)) or value not in DRY_RUN_MODES:
+        raise UserError(f"dry_run={value} is not one of false, true, json")
+    return DRY_RUN_MODES[value]
 
 
 def check_group_choices(args: list[str]) -> None:

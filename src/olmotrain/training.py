@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from olmotrain.errors import UserError
 from olmotrain.plan import Plan, is_remote
 from olmotrain.rundir import RunDir
 
@@ -37,6 +38,12 @@ def device_type(cluster: dict[str, Any]) -> str:
     import torch
 
     wanted = cluster["device"]
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise UserError(f"cluster.device={wanted} is not one of auto, cpu, cuda")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "cluster.device=cuda but this machine has no usable CUDA device; use cluster.device=auto or cpu"
+        )
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return wanted
@@ -69,8 +76,6 @@ def scheduler(c: dict[str, Any], plan: Plan):
         return CosWithWarmup(alpha_f=s["alpha_f"], t_max=plan.duration_tokens, **common)
     if s["name"] == "constant":
         return ConstantWithWarmup(**common)
-    from olmotrain.errors import UserError
-
     raise UserError(f"unknown schedule '{s['name']}'; choose wsds, cosine, wsd or constant")
 
 
