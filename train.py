@@ -42,12 +42,16 @@ def main(cfg: DictConfig) -> None:
         print(render_table(plan))
         return
 
-    # 2. Device, data, run dir (resume it, refuse a different run, or report a finished one).
+    # 2. Devices, data, run dir (resume it, refuse a different run, or report a finished one).
     from olmotrain.data import ensure_data, heldout_baseline
+    from olmotrain.launch import run_local_ranks
+    from olmotrain.parallel import attention_backend, check_devices, check_parallel, device_type
     from olmotrain.rundir import RunDir
-    from olmotrain.training import device_type, train
+    from olmotrain.training import TrainResult, train
 
-    device_type(config["cluster"])
+    device, devices = device_type(config["cluster"]), check_devices(config["cluster"])
+    attention_backend(config["model"]["attn_backend"], device)
+    check_parallel(config["parallel"], devices, device)
     data = ensure_data(config)
     run = RunDir(Path(plan.run_dir))
     run.claim(config, fresh=cfg.fresh)
@@ -59,8 +63,12 @@ def main(cfg: DictConfig) -> None:
         return
     print(render_table(plan), file=sys.stderr)
 
-    # 3. Train with olmo-core.
-    result = train(config, plan, run)
+    # 3. Train with olmo-core: in this process, or one process per local device.
+    if devices > 1:
+        run_local_ranks(run.path, devices, device)
+    else:
+        train(config, plan, run)
+    result = TrainResult.from_run(run)
 
     # 4. What a person wants to know at the end.
     print_summary(plan, run, result, heldout_baseline(config, data))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,44 @@ def embedded_data() -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return DATA_ROOT / "embedded" / "embedded_bpe8k"
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of complete checkpoints (a kill can leave a ``stepN-tmp`` behind)."""
+    return sorted(
+        int(m.group(1))
+        for p in (run_dir / "checkpoints").iterdir()
+        if (m := re.fullmatch(r"step(\d+)", p.name))
+    )
+
+
+def kill_at_step(*args: str, run_dir: Path, step: int, timeout: float = 300) -> None:
+    """Start ``python train.py ARGS`` and SIGKILL it (launcher and ranks) once ``step`` is logged."""
+    env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = run_dir / "metrics.jsonl"
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            lines = (
+                log.read_text().splitlines()[:-1] if log.exists() else []
+            )  # the last may be torn
+            if any(json.loads(line)["step"] >= step for line in lines):
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

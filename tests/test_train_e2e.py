@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, checkpoint_steps, kill_at_step, metrics, run_cli
 
 pytestmark = pytest.mark.slow
 
 # olmo2_1m on the embedded data: ~1 s a step on 2 cores.
 RUN = ["model=olmo2_1m", "train.max_steps=10", "train.ephemeral_checkpoint_interval=3"]
-
-
-def metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def checkpoint_steps(run_dir):
-    """Steps of complete checkpoints (a kill can leave a ``stepN-tmp`` behind)."""
-    return sorted(
-        int(m.group(1))
-        for p in (run_dir / "checkpoints").iterdir()
-        if (m := re.fullmatch(r"step(\d+)", p.name))
-    )
 
 
 @pytest.fixture(scope="module")
@@ -61,26 +42,9 @@ def test_a_short_run_trains_checkpoints_and_reports(uninterrupted):
 
 def test_kill_9_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_path):
     full_dir, _ = uninterrupted
-    env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(REPO / "data")}
-    args = [sys.executable, "train.py", *RUN, f"output_root={tmp_path}", "run_name=killed"]
-    proc = subprocess.Popen(
-        args,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    kill_at_step(
+        *RUN, f"output_root={tmp_path}", "run_name=killed", run_dir=tmp_path / "killed", step=5
     )
-    log = tmp_path / "killed" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and any(
-            json.loads(x)["step"] >= 5 for x in log.read_text().splitlines()[:-1] or []
-        ):
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
     assert 3 in checkpoint_steps(tmp_path / "killed")  # the ephemeral checkpoint it resumes from
     resumed = run_cli(*RUN, f"output_root={tmp_path}", "run_name=killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

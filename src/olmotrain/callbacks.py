@@ -15,21 +15,10 @@ from typing import Any
 from olmo_core.distributed.utils import get_rank
 from olmo_core.train.callbacks import Callback
 
+from olmotrain.rundir import read_metrics
+
 TRAIN_LOSS = "train/CE loss"
 EVAL_PREFIX = "eval/lm/"
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` (a torn last line, from a kill, is ignored)."""
-    records = []
-    if not path.exists():
-        return records
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
 
 
 @dataclass

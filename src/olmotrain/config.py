@@ -12,7 +12,7 @@ from olmotrain.schema import register_schema
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 """The repository's conf/ tree (the package is installed from the repository, editable)."""
 
-GROUPS = ("model", "tokenizer", "data", "schedule", "cluster", "experiment")
+GROUPS = ("model", "tokenizer", "data", "schedule", "cluster", "parallel", "experiment")
 
 register_schema()
 

@@ -10,8 +10,11 @@ from olmotrain.errors import UserError
 if TYPE_CHECKING:
     from olmo_core.nn.transformer import TransformerConfig
 
-OVERRIDABLE = ("n_layers", "n_heads", "n_kv_heads")
+OVERRIDABLE = ("n_layers", "n_heads", "n_kv_heads", "head_dim", "tie_word_embeddings")
 """Model fields passed to the olmo-core factory when set (null keeps the factory's value)."""
+
+GENERIC_FACTORY = "olmo2"
+"""Any shape on the OLMo-2 block: the recipe of olmo-core's ``olmo2_*`` factories."""
 
 PAD_MULTIPLE = 128
 """Embedding rows are padded to a multiple of this (olmo-core's default), for throughput."""
@@ -22,31 +25,81 @@ def padded_vocab_size(vocab_size: int) -> int:
     return PAD_MULTIPLE * -(-vocab_size // PAD_MULTIPLE)
 
 
-def transformer_config(model: Any, vocab_size: int) -> TransformerConfig:
+def lws_enabled(model: Any) -> bool:
+    """Whether ``model.lws`` asks for any layer-wise scaling."""
+    lws = model.get("lws")
+    return bool(lws) and any(lws.get(k) is not None for k in ("qkv_scalars", "ffn_scalars", "output_scalars"))
+
+
+def _olmo2(
+    vocab_size: int, *, d_model: int, n_layers: int, n_heads: int, **kwargs: Any
+) -> TransformerConfig:
+    from olmo_core.nn.transformer import TransformerBlockType, TransformerConfig
+
+    return TransformerConfig.llama_like(
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        vocab_size=vocab_size,
+        block_name=TransformerBlockType.reordered_norm,
+        qk_norm=True,
+        rope_theta=500_000,
+        layer_norm_eps=1e-6,
+        **kwargs,
+    )
+
+
+def transformer_config(
+    model: Any, vocab_size: int, attn_backend: str | None = None
+) -> TransformerConfig:
     """Build the olmo-core ``TransformerConfig`` for ``model`` (a ``ModelSchema``-shaped config).
 
-    ``vocab_size`` is the tokenizer's; the embedding is padded as olmo-core does. Raises
-    ``UserError`` for an unknown factory or an impossible attention shape.
+    ``vocab_size`` is the tokenizer's; the embedding is padded as olmo-core does. ``attn_backend``
+    (an olmo-core backend name) only matters for building; parameter counts do not depend on it.
+    Layer-wise scaling (``model.lws``) becomes per-layer ``block_overrides``. Raises ``UserError``
+    for an unknown factory or an impossible shape.
     """
+    from olmo_core.nn.attention import AttentionBackendName
     from olmo_core.nn.transformer import TransformerConfig
 
-    factory = getattr(TransformerConfig, str(model["factory"]), None)
-    if factory is None or not str(model["factory"]).startswith(("olmo2_", "olmo3_")):
-        names = [n for n in dir(TransformerConfig) if n.startswith(("olmo2_", "olmo3_"))]
-        close = difflib.get_close_matches(str(model["factory"]), names, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UserError(
-            f"model.factory '{model['factory']}' is not an olmo-core OLMo factory{hint}"
-        )
+    name = str(model["factory"])
     overrides = {k: model[k] for k in OVERRIDABLE if model.get(k) is not None}
-    _check_attention_shape(model, overrides)
-    return factory(vocab_size=padded_vocab_size(int(vocab_size)), **overrides)
+    if attn_backend is not None:
+        overrides["attn_backend"] = AttentionBackendName(attn_backend)
+    if name == GENERIC_FACTORY:
+        missing = [k for k in ("d_model", "n_layers", "n_heads") if model.get(k) is None]
+        if missing:
+            raise UserError(
+                f"model {model['name']}: factory {GENERIC_FACTORY} needs model.{', model.'.join(missing)}"
+            )
+        _check_attention_shape(model, overrides, model["d_model"])
+        config = _olmo2(padded_vocab_size(int(vocab_size)), d_model=model["d_model"], **overrides)
+    else:
+        factory = getattr(TransformerConfig, name, None)
+        if factory is None or not name.startswith(("olmo2_", "olmo3_")):
+            names = [n for n in dir(TransformerConfig) if n.startswith(("olmo2_", "olmo3_"))]
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise UserError(f"model.factory '{name}' is not an olmo-core OLMo factory{hint}")
+        if model.get("d_model") is not None:
+            raise UserError(
+                f"model.d_model is fixed by {name}; use factory: {GENERIC_FACTORY} for another width"
+            )
+        _check_attention_shape(model, overrides, None)
+        config = factory(vocab_size=padded_vocab_size(int(vocab_size)), **overrides)
+    if lws_enabled(model):
+        from olmotrain.lws import apply_lws
+
+        config = apply_lws(config, model["lws"])
+    return config
 
 
-def _check_attention_shape(model: Any, overrides: dict[str, Any]) -> None:
-    for key, value in overrides.items():
-        if int(value) < 1:
-            raise UserError(f"model.{key}={value} must be a positive integer")
+def _check_attention_shape(model: Any, overrides: dict[str, Any], d_model: int | None) -> None:
+    for key in ("n_layers", "n_heads", "n_kv_heads", "head_dim"):
+        if key in overrides and int(overrides[key]) < 1:
+            raise UserError(f"model.{key}={overrides[key]} must be a positive integer")
+    if d_model is not None and d_model < 1:
+        raise UserError(f"model.d_model={d_model} must be a positive integer")
     n_kv = overrides.get("n_kv_heads")
     if n_kv is None:
         return
@@ -54,7 +107,9 @@ def _check_attention_shape(model: Any, overrides: dict[str, Any]) -> None:
     if n_heads is None:
         from olmo_core.nn.transformer import TransformerConfig
 
-        base = getattr(TransformerConfig, str(model["factory"]))(vocab_size=PAD_MULTIPLE)
+        base = getattr(TransformerConfig, str(model["factory"]))(
+            vocab_size=PAD_MULTIPLE
+        )  # shape only
         n_heads = base.block.sequence_mixer.n_heads
     if n_heads % n_kv:
         divisors = [d for d in range(1, n_heads + 1) if n_heads % d == 0]

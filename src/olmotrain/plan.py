@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from olmotrain import chinchilla
 from olmotrain.errors import UserError
 from olmotrain.model import padded_vocab_size, transformer_config
+from olmotrain.parallel import parallel_name
 
 REMOTE_PREFIXES = ("s3://", "gs://", "http://", "https://", "r2://", "weka://")
 
@@ -70,6 +71,11 @@ class Plan:
     micro_batch_instances: int
     grad_accum_steps: int
     dp_size: int
+    parallel: str
+    attn_backend: str
+    activation_checkpointing: str | None
+    compile: bool
+    layers: list[dict[str, int]]
     lr: float
     betas: list[float]
     weight_decay: float
@@ -108,8 +114,13 @@ def build_plan(c: dict[str, Any]) -> Plan:
     model_cfg = transformer_config(c["model"], c["tokenizer"]["vocab_size"])
     attn = model_cfg.block.sequence_mixer
     n = d["num_non_embedding_params"]
+    devices = c["cluster"]["devices"]
     batch = chinchilla.plan_batch(
-        d["target_batch_tokens"], t["sequence_length"], 1, t["micro_batch_size"]
+        d["target_batch_tokens"],
+        t["sequence_length"],
+        devices,
+        t["micro_batch_size"],
+        d["max_micro_batch_tokens"],
     )
     lengths = chinchilla.period_lengths(d["period_ends"])
     schedule = c["schedule"]["name"]
@@ -127,6 +138,7 @@ def build_plan(c: dict[str, Any]) -> Plan:
                 f"exceed the first period ({lengths[0]:,}); raise train.tokens_per_param or use schedule=cosine"
             )
     flops_per_token = _flops_per_token(model_cfg, t["sequence_length"])
+    backend = _planned_backend(c, warnings)
     data = data_report(c["data"], c["tokenizer"]["vocab_size"])
     return Plan(
         model=c["model"]["name"],
@@ -146,7 +158,12 @@ def build_plan(c: dict[str, Any]) -> Plan:
         batch_size_instances=batch.instances,
         micro_batch_instances=batch.micro_batch_instances,
         grad_accum_steps=batch.grad_accum_steps,
-        dp_size=1,
+        dp_size=devices,
+        parallel=parallel_name(c["parallel"], devices),
+        attn_backend=backend,
+        activation_checkpointing=c["parallel"]["activation_checkpointing"],
+        compile=c["parallel"]["compile"],
+        layers=layer_shapes(model_cfg),
         lr=d["lr"],
         betas=d["betas"],
         weight_decay=t["weight_decay"],
@@ -169,6 +186,37 @@ def build_plan(c: dict[str, Any]) -> Plan:
         data=data,
         warnings=warnings,
     )
+
+
+def layer_shapes(model_cfg: Any) -> list[dict[str, int]]:
+    """Per layer: ``{n_heads, n_kv_heads, head_dim, ffn_hidden}`` as olmo-core will build it."""
+    shapes = []
+    for block in model_cfg.resolved_block_configs:
+        attn = block.sequence_mixer
+        shapes.append(
+            {
+                "n_heads": attn.n_heads,
+                "n_kv_heads": attn.n_kv_heads or attn.n_heads,
+                "head_dim": attn.head_dim or model_cfg.d_model // attn.n_heads,
+                "ffn_hidden": block.feed_forward.hidden_size,
+            }
+        )
+    return shapes
+
+
+def _planned_backend(c: dict[str, Any], warnings: list[str]) -> str:
+    """The attention backend on this machine; a plan made elsewhere (no GPU here) only warns."""
+    from olmotrain.parallel import attention_backend, cuda_available
+
+    wanted = c["model"]["attn_backend"]
+    device = "cuda" if c["cluster"]["device"] in ("auto", "cuda") and cuda_available() else "cpu"
+    try:
+        return attention_backend(wanted, device)
+    except UserError as exc:
+        if wanted not in ("flash_2", "flash_3"):
+            raise
+        warnings.append(f"{exc} (training here would stop)")
+        return wanted
 
 
 def _flops_per_token(model_cfg: Any, sequence_length: int) -> int:
@@ -251,6 +299,11 @@ def render_table(plan: Plan) -> str:
             f"grad accumulation {p.grad_accum_steps}, data-parallel {p.dp_size}",
         ),
         (
+            "parallelism",
+            f"{p.parallel} over {p.dp_size} rank(s); attention {p.attn_backend}; activation "
+            f"checkpointing {p.activation_checkpointing or 'off'}; compile {'on' if p.compile else 'off'}",
+        ),
+        (
             "optimizer",
             f"SkipStepAdamW lr {p.lr:.4g}, betas ({p.betas[0]}, {p.betas[1]}), "
             f"weight decay {p.weight_decay} (none on embeddings)",
@@ -271,6 +324,12 @@ def render_table(plan: Plan) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"olmotrain plan: {p.run_name}", ""]
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    if len({tuple(sorted(shape.items())) for shape in p.layers}) > 1:
+        lines += ["", "  layers (heads / kv heads / head dim / FFN hidden):"]
+        lines += [
+            f"    {i:>3}  {s['n_heads']:>3} / {s['n_kv_heads']:>3} / {s['head_dim']} / {s['ffn_hidden']:,}"
+            for i, s in enumerate(p.layers)
+        ]
     lines += ["", "  checkpoints (permanent; an ephemeral one is also kept for resuming):"]
     lines += [
         f"    step {ck['step']:>8,}  {_tokens(ck['tokens']):>7} tokens  {ck['label']}"

@@ -38,26 +38,55 @@ def target_batch_tokens(n: int, global_batch_size: int | None) -> int:
     return int(global_batch_size)
 
 
-def _batch(target: int, sequence_length: int, micro_batch_size: int | None) -> chinchilla.BatchPlan:
+def _batch(
+    target: int,
+    sequence_length: int,
+    micro_batch_size: int | None,
+    dp_size: int,
+    max_micro_tokens: int,
+) -> chinchilla.BatchPlan:
     if sequence_length < 1:
         raise UserError(f"train.sequence_length={sequence_length} must be positive")
     if micro_batch_size is not None and micro_batch_size < 1:
         raise UserError(
             f"train.micro_batch_size={micro_batch_size} must be at least 1 sequence (or null for automatic)"
         )
+    if dp_size < 1:
+        raise UserError(f"cluster.devices={dp_size} must be at least 1")
     return chinchilla.plan_batch(
-        target, sequence_length, dp_size=1, micro_batch_instances=micro_batch_size
+        target, sequence_length, dp_size, micro_batch_size, max_micro_tokens
     )
 
 
-def batch_size_tokens(target: int, sequence_length: int, micro_batch_size: int | None) -> int:
+def max_micro_batch_tokens(n: int, device: str) -> int:
+    """Tokens per rank per forward/backward that the device holds, by model size and memory."""
+    from olmotrain.parallel import max_micro_batch_tokens as for_device
+
+    return for_device(n, device)
+
+
+def batch_size_tokens(
+    target: int,
+    sequence_length: int,
+    micro_batch_size: int | None,
+    dp_size: int = 1,
+    max_micro_tokens: int = 16_384,
+) -> int:
     """The batch actually used: whole sequences, divisible by data-parallel x micro-batch."""
-    return _batch(target, sequence_length, micro_batch_size).tokens
+    return _batch(target, sequence_length, micro_batch_size, dp_size, max_micro_tokens).tokens
 
 
-def micro_batch_instances(target: int, sequence_length: int, micro_batch_size: int | None) -> int:
+def micro_batch_instances(
+    target: int,
+    sequence_length: int,
+    micro_batch_size: int | None,
+    dp_size: int = 1,
+    max_micro_tokens: int = 16_384,
+) -> int:
     """Sequences per rank per forward/backward pass."""
-    return _batch(target, sequence_length, micro_batch_size).micro_batch_instances
+    return _batch(
+        target, sequence_length, micro_batch_size, dp_size, max_micro_tokens
+    ).micro_batch_instances
 
 
 def lr(n: int, lr_multiplier: float) -> float:
@@ -147,6 +176,7 @@ RESOLVERS = {
     "target_batch_tokens": target_batch_tokens,
     "batch_size_tokens": batch_size_tokens,
     "micro_batch_instances": micro_batch_instances,
+    "max_micro_batch_tokens": max_micro_batch_tokens,
     "lr": lr,
     "betas": betas,
     "duration_tokens": duration_tokens,

@@ -9,6 +9,7 @@ old run aside, nothing is deleted).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -20,20 +21,13 @@ import yaml
 from olmotrain.errors import UserError
 
 IGNORED_KEYS = {
-    "run_name",
-    "output_root",
-    "data_root",
-    "dry_run",
-    "fresh",
-    "wandb",
-    "cluster",
-    "train.log_interval",
-    "train.eval_interval",
-    "train.ephemeral_checkpoint_interval",
-    "tokenizer.path",
-    "data.num_workers",
-}
-"""Keys that may change between invocations of the same run (where and how it logs, not what it trains)."""
+    "run_name", "output_root", "data_root", "dry_run", "fresh", "wandb", "cluster", "parallel",
+    "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
+    "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
+    "tokenizer.path", "data.num_workers", "model.attn_backend",
+}  # fmt: skip
+"""Keys that may change between invocations of the same run: where and how it runs and logs
+(devices, sharding, micro-batching, kernels), not what it trains."""
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -62,6 +56,19 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (a torn last line, from a kill, is ignored)."""
+    records = []
+    if not path.exists():
+        return records
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
 
 
 def checkpoint_steps(checkpoint_dir: Path) -> list[int]:
@@ -129,7 +136,8 @@ class RunDir:
                 f"{self.path} exists and is not an olmotrain run dir; choose another run_name=... or output_root=..."
             )
         self.path.mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            tmp = self.config_path.with_suffix(".yaml.tmp")
-            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-            tmp.replace(self.config_path)
+        # The same run may come back with other devices or log settings: record the latest,
+        # which is also what launched ranks read.
+        tmp = self.config_path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        tmp.replace(self.config_path)

@@ -22,10 +22,31 @@ class ModelSchema:
     """olmotrain's name for the size, e.g. ``olmo2_30m``."""
     factory: str = MISSING
     """The ``TransformerConfig`` classmethod, e.g. ``olmo2_30M``."""
+    d_model: int | None = None
+    """Only for ``factory: olmo2`` (the generic OLMo-2 block; the named sizes fix it)."""
     n_layers: int | None = None
     n_heads: int | None = None
     n_kv_heads: int | None = None
     """Grouped-query attention: key/value heads (``null`` keeps multi-head attention)."""
+    head_dim: int | None = None
+    tie_word_embeddings: bool | None = None
+    attn_backend: str = "auto"
+    """``auto`` (flash-attn 2 on CUDA when installed, else PyTorch SDPA) | ``torch`` | ``flash_2`` | ``flash_3``."""
+    lws: LWSSchema | None = field(default_factory=lambda: LWSSchema())
+    """OpenELM layer-wise scaling; all scalars null (or ``model.lws=null``) = every layer the same.
+    (A block rather than ``null`` by default: OmegaConf cannot merge ``model.lws={...}`` into null.)"""
+
+
+@dataclass
+class LWSSchema:
+    """OpenELM layer-wise scaling: each pair interpolates from the first layer to the last."""
+
+    qkv_scalars: list[float] | None = None
+    """Query width as a multiple of d_model (heads follow; head_dim is fixed)."""
+    ffn_scalars: list[float] | None = None
+    """FFN hidden size as a multiple of d_model."""
+    output_scalars: list[float] | None = None
+    """Multiplies the init std of each layer's attention-output and FFN-output projections."""
 
 
 @dataclass
@@ -100,6 +121,29 @@ class ClusterSchema:
     name: str = MISSING
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+    devices: int = 1
+    """Ranks on this machine (GPUs, or CPU processes with gloo), started by olmotrain itself."""
+
+
+@dataclass
+class ParallelSchema:
+    """Data parallelism and memory/speed options, mapped onto olmo-core's configs."""
+
+    name: str = "auto"
+    """``auto`` (FSDP on more than one device) | ``fsdp`` | ``hsdp`` | ``ddp`` | ``none``."""
+    num_replicas: int | None = None
+    """HSDP: replica groups (default: one per node)."""
+    shard_degree: int | None = None
+    """HSDP: ranks a model is sharded over within a replica."""
+    activation_checkpointing: str | None = None
+    """``null`` | ``full`` | ``selected_blocks`` | ``selected_modules`` | ``selected_ops`` | ``budget``."""
+    ac_block_interval: int | None = None
+    ac_modules: list[str] | None = None
+    ac_memory_budget: float | None = None
+    compile: bool = False
+    """torch.compile the model (olmo-core skips it without CUDA)."""
+    float8: bool = False
+    """Float8 linear layers (CUDA + torchao)."""
 
 
 @dataclass
@@ -110,7 +154,7 @@ class TrainSchema:
     global_batch_size: int | None = None
     """Tokens per optimizer step; ``null`` = the Chinchilla law (power of two)."""
     micro_batch_size: int | None = None
-    """Sequences per rank per forward/backward; ``null`` = as many as fit 16k tokens."""
+    """Sequences per rank per forward/backward; ``null`` = by model size and device memory."""
     max_steps: int | None = None
     """Train exactly this many steps (the schedule is fitted to it); ``null`` = Chinchilla duration."""
     lr_multiplier: float = 1.0
@@ -133,6 +177,7 @@ class DerivedSchema:
     num_non_embedding_params: int = MISSING
     target_batch_tokens: int = MISSING
     batch_size_tokens: int = MISSING
+    max_micro_batch_tokens: int = MISSING
     micro_batch_instances: int = MISSING
     lr: float = MISSING
     betas: list[float] = MISSING
@@ -161,6 +206,7 @@ class RunSchema:
     data: DataSchema = field(default_factory=DataSchema)
     schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
     cluster: ClusterSchema = field(default_factory=ClusterSchema)
+    parallel: ParallelSchema = field(default_factory=ParallelSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     derived: DerivedSchema = field(default_factory=DerivedSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)

@@ -16,7 +16,7 @@ from typing import Any
 
 from olmotrain.errors import UserError
 from olmotrain.plan import Plan, is_remote
-from olmotrain.rundir import RunDir
+from olmotrain.rundir import RunDir, read_metrics
 
 log = logging.getLogger("olmotrain")
 
@@ -25,28 +25,28 @@ CONSOLE_METRICS = ["train/CE loss", "optim/LR*", "throughput/device/TPS", "eval/
 
 @dataclass
 class TrainResult:
-    """What a finished ``fit`` reports."""
+    """What a finished run reports, read back from its run dir."""
 
     final_step: int
     train_loss: float | None
     eval_losses: dict[str, float]
     checkpoint: str | None
 
-
-def device_type(cluster: dict[str, Any]) -> str:
-    """``cuda`` or ``cpu`` for ``cluster.device`` (``auto``: CUDA when present)."""
-    import torch
-
-    wanted = cluster["device"]
-    if wanted not in ("auto", "cpu", "cuda"):
-        raise UserError(f"cluster.device={wanted} is not one of auto, cpu, cuda")
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            "cluster.device=cuda but this machine has no usable CUDA device; use cluster.device=auto or cpu"
+    @classmethod
+    def from_run(cls, run: RunDir) -> TrainResult:
+        """The last train loss, the last held-out losses and the latest checkpoint of ``run``."""
+        records = read_metrics(run.metrics_path)
+        loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
+        evals = next(
+            (
+                {k[5:]: v for k, v in r.items() if k.startswith("eval/")}
+                for r in reversed(records)
+                if any(k.startswith("eval/") for k in r)
+            ),
+            {},
         )
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return wanted
+        step = run.latest_step() or 0
+        return cls(step, loss, evals, str(run.checkpoints / f"step{step}"))
 
 
 def expand(patterns: list[str]) -> list[str]:
@@ -79,8 +79,11 @@ def scheduler(c: dict[str, Any], plan: Plan):
     raise UserError(f"unknown schedule '{s['name']}'; choose wsds, cosine, wsd or constant")
 
 
-def train(c: dict[str, Any], plan: Plan, run: RunDir) -> TrainResult:
-    """Build the olmo-core pieces for the run and fit (resuming from ``run``'s latest checkpoint)."""
+def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
+    """Build the olmo-core pieces for the run and fit (resuming from ``run``'s latest checkpoint).
+
+    Runs as one rank of ``WORLD_SIZE`` (1 without a launcher).
+    """
     import torch
     from olmo_core.config import DType
     from olmo_core.data import (
@@ -107,9 +110,17 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> TrainResult:
     from olmo_core.train.train_module import TransformerTrainModuleConfig
 
     from olmotrain.callbacks import MetricsLogCallback
-    from olmotrain.model import transformer_config
+    from olmotrain.model import lws_enabled, transformer_config
+    from olmotrain.parallel import (
+        ac_config,
+        attention_backend,
+        device_type,
+        dp_config,
+        float8_config,
+    )
 
     device = device_type(c["cluster"])
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     # olmo-core defaults OMP_NUM_THREADS to 8, which oversubscribes small CPU machines.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     # The plan (printed before training) already shows the model; skip olmo-core's module dump.
@@ -127,11 +138,13 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> TrainResult:
             identifier=tok["identifier"],
         )
         seq, work_dir = plan.sequence_length, str(run.path / "work")
-        model_config = transformer_config(c["model"], tok["vocab_size"])
+        backend_name = attention_backend(c["model"]["attn_backend"], device)
+        model_config = transformer_config(c["model"], tok["vocab_size"], attn_backend=backend_name)
         model_config.init_seed = c["seed"]
         model = model_config.build(init_device="meta")
 
-        t = c["train"]
+        t, par = c["train"], c["parallel"]
+        data_parallel = dp_config(par, world_size, device)
         train_module = TransformerTrainModuleConfig(
             rank_microbatch_size=plan.micro_batch_instances * seq,
             max_sequence_length=seq,
@@ -145,8 +158,19 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> TrainResult:
             ),
             scheduler=scheduler(c, plan),
             max_grad_norm=t["max_grad_norm"],
-            autocast_precision=DType.bfloat16 if device == "cuda" else None,
+            dp_config=data_parallel,
+            ac_config=ac_config(par),
+            compile_model=par["compile"],
+            float8_config=float8_config(par),
+            # Sharded runs keep bf16 parameters (dp_config); a lone GPU gets bf16 by autocast.
+            autocast_precision=DType.bfloat16
+            if device == "cuda" and data_parallel is None
+            else None,
         ).build(model, device=torch.device(device))
+        if lws_enabled(c["model"]) and c["model"]["lws"].get("output_scalars"):
+            from olmotrain.lws import output_scales, scale_output_projections
+
+            scale_output_projections(model, output_scales(model_config.n_layers, c["model"]["lws"]))
 
         paths = [p for s in c["data"]["sources"] for p in expand(s["paths"])]
         dataset = NumpyFSLDatasetConfig(

@@ -1,0 +1,109 @@
+"""Launching: one process per local device, no torchrun for the user.
+
+``python train.py cluster.devices=N`` plans, checks and claims the run dir once, in the launching
+process, then starts N ranks with ``python -m olmotrain.launch RUN_DIR``. Every rank reads the
+same frozen ``RUN_DIR/config.yaml`` (so all ranks train one config and write one run dir) and gets
+the torch.distributed environment olmo-core expects (RANK, LOCAL_RANK, WORLD_SIZE, ... and
+``OLMO_SHARED_FS``). If a rank fails the others are stopped; Ctrl-C and SIGTERM are passed on, so
+olmo-core saves a checkpoint on every rank before exiting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from olmotrain.errors import UserError
+
+
+def free_port() -> int:
+    """A free TCP port on this machine for the rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_env(rank: int, world_size: int, port: int, threads: int) -> dict[str, str]:
+    """The torchrun-style environment of one local rank."""
+    return {
+        **os.environ,
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(world_size),
+        "LOCAL_WORLD_SIZE": str(world_size),
+        "NUM_NODES": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "OLMO_SHARED_FS": "1",  # all ranks see the one run dir
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
+    """Start ``world_size`` ranks on this machine training ``run_dir``'s config; wait for them."""
+    port = free_port()
+    # CPU ranks share the cores; GPU ranks each drive their own device.
+    threads = (
+        max(1, (os.cpu_count() or 1) // world_size)
+        if device == "cpu"
+        else int(os.environ.get("OMP_NUM_THREADS", "8"))
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "olmotrain.launch", str(run_dir)],
+            env=rank_env(r, world_size, port, threads),
+        )
+        for r in range(world_size)
+    ]
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        failed = None
+        while any(p.poll() is None for p in procs):
+            failed = next((p for p in procs if p.returncode not in (None, 0)), None)
+            if failed is not None:
+                break
+            time.sleep(0.5)
+        failed = failed or next((p for p in procs if p.returncode != 0), None)
+        if failed is not None:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                p.wait()
+            rank = procs.index(failed)
+            raise UserError(
+                f"rank {rank} of {world_size} exited with code {failed.returncode}; its log is above"
+            )
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def rank_main(run_dir: Path) -> None:
+    """One rank: train the frozen config of ``run_dir``."""
+    import logging
+
+    from olmotrain.plan import build_plan
+    from olmotrain.rundir import RunDir
+    from olmotrain.training import train
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    train(config, build_plan(config), RunDir(run_dir))
+
+
+if __name__ == "__main__":
+    rank_main(Path(sys.argv[1]))
