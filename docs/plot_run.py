@@ -1,6 +1,6 @@
 """Plot a run's metrics.jsonl: train loss and LR per step, held-out loss at the end.
 
-    .venv/bin/python docs/plot_run.py RUN_DIR [OUT.png] [--unigram NATS]
+.venv/bin/python docs/plot_run.py RUN_DIR [OUT.png] [--unigram NATS]
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("out", type=Path, nargs="?", default=Path(__file__).with_name("default_run.png"))
-    parser.add_argument("--unigram", type=float, help="unigram entropy of the held-out tokens (nats)")
+    parser.add_argument(
+        "out", type=Path, nargs="?", default=Path(__file__).with_name("default_run.png")
+    )
+    parser.add_argument(
+        "--unigram", type=float, help="unigram entropy of the held-out tokens (nats)"
+    )
     args = parser.parse_args()
-    records = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     steps = [r["step"] for r in records if "loss" in r]
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.plot(steps, [r["loss"] for r in records if "loss" in r], label="train loss", lw=1.2)
@@ -34,7 +40,9 @@ def main() -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats)")
     lr_ax = ax.twinx()
-    lr_ax.plot(steps, [r["lr"] for r in records if "loss" in r], color="tab:green", lw=0.8, alpha=0.6)
+    lr_ax.plot(
+        steps, [r["lr"] for r in records if "loss" in r], color="tab:green", lw=0.8, alpha=0.6
+    )
     lr_ax.set_ylabel("learning rate", color="tab:green")
     ax.set_title(f"{args.run_dir.name}")
     ax.legend(loc="upper right")

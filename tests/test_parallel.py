@@ -94,6 +94,10 @@ def test_lws_model_trains_checkpoints_and_resumes_after_kill(embedded_data, tmp_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert losses(tmp_path / "killed") == pytest.approx(losses(tmp_path / "full"), abs=1e-5)
     assert losses(tmp_path / "full")[-1] < losses(tmp_path / "full")[0]
+    # FSDP shards the per-layer shapes over 2 ranks and reproduces the 1-rank curve.
+    sharded = run_cli(*TINY_LWS, f"output_root={tmp_path}", "run_name=fsdp", "cluster.devices=2")
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    assert losses(tmp_path / "fsdp") == pytest.approx(losses(tmp_path / "full"), rel=2e-4, abs=2e-4)
 
 
 @pytest.mark.slow
@@ -163,3 +167,19 @@ def test_hsdp_replicas_must_divide_the_ranks(tmp_path):
         )
     )
     assert "parallel.num_replicas=3 does not divide the 2 ranks" in line
+
+
+def test_micro_batch_follows_model_size_and_device():
+    from olmotrain.parallel import CPU_MICRO_BATCH_TOKENS, max_micro_batch_tokens
+
+    assert max_micro_batch_tokens(2_000_000, "cpu") == CPU_MICRO_BATCH_TOKENS
+    # olmo-core's ladder table for an 80 GB H100 (no GPU here, so no memory scaling).
+    if not __import__("torch").cuda.is_available():
+        assert max_micro_batch_tokens(150_000_000, "cuda") == 16 * 4096
+        assert max_micro_batch_tokens(1_311_131_648, "cuda") == 8 * 4096
+        assert max_micro_batch_tokens(6_500_000_000, "cuda") == 2 * 4096
+    plan = dry_run_json(
+        "model=olmo2_1b", "data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo", "cluster.device=cpu"
+    )
+    assert plan["micro_batch_instances"] == CPU_MICRO_BATCH_TOKENS // 8192
+    assert plan["grad_accum_steps"] == plan["batch_size_instances"] // plan["micro_batch_instances"]

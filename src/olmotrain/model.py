@@ -28,7 +28,9 @@ def padded_vocab_size(vocab_size: int) -> int:
 def lws_enabled(model: Any) -> bool:
     """Whether ``model.lws`` asks for any layer-wise scaling."""
     lws = model.get("lws")
-    return bool(lws) and any(lws.get(k) is not None for k in ("qkv_scalars", "ffn_scalars", "output_scalars"))
+    return bool(lws) and any(
+        lws.get(k) is not None for k in ("qkv_scalars", "ffn_scalars", "output_scalars")
+    )
 
 
 def _olmo2(
