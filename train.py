@@ -52,7 +52,7 @@ def main(cfg: DictConfig) -> None:
     device, devices = device_type(config["cluster"]), check_devices(config["cluster"])
     attention_backend(config["model"]["attn_backend"], device)
     check_parallel(config["parallel"], devices, device)
-    data = ensure_data(config)
+    data = ensure_data(config, plan.duration_tokens)
     run = RunDir(Path(plan.run_dir))
     run.claim(config, fresh=cfg.fresh)
     if (step := run.latest_step()) is not None and step >= plan.max_steps:
@@ -95,6 +95,11 @@ def print_summary(
             f"  unigram entropy  {entropy:.3f} nats of the same held-out tokens: the model is "
             f"{abs(gap):.2f} nats {'better' if gap >= 0 else 'worse'}"
         )
+    if total := sum(result.source_tokens.values()):
+        shares = ", ".join(
+            f"{k} {v:,} ({v / total:.1%})" for k, v in sorted(result.source_tokens.items())
+        )
+        print(f"  tokens by source {shares}")
     print(f"  checkpoint       {result.checkpoint}")
     print(f"  metrics          {run.metrics_path}")
 

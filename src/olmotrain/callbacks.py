@@ -1,7 +1,8 @@
-"""The one olmo-core callback olmotrain adds: a ``metrics.jsonl`` a script can read.
+"""The olmo-core callbacks olmotrain adds: ``metrics.jsonl``, and tokens seen per data source.
 
 olmo-core's ``MetricSaverCallback`` writes JSON snapshots; researchers want the whole curve, one
 JSON line per logged step, that survives a crash and a resume without duplicate or stale steps.
+For data-mixing work they also want to see what each source actually contributed, step by step.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from olmo_core.distributed.utils import get_rank
 from olmo_core.train.callbacks import Callback
+from olmo_core.train.common import ReduceType
 
 from olmotrain.rundir import read_metrics
 
 TRAIN_LOSS = "train/CE loss"
+SOURCE_TOKENS = "data/tokens/"
 EVAL_PREFIX = "eval/lm/"
 
 
@@ -52,6 +56,8 @@ class MetricsLogCallback(Callback):
         if "throughput/device/TPS" in metrics:
             record["tokens_per_s"] = float(metrics["throughput/device/TPS"])
         for key, value in metrics.items():
+            if key.startswith(SOURCE_TOKENS):
+                record[f"tokens/{key[len(SOURCE_TOKENS) :]}"] = int(value)
             if key.startswith(EVAL_PREFIX) and key.endswith("/CE loss"):
                 record[f"eval/{key[len(EVAL_PREFIX) : -len('/CE loss')]}"] = float(value)
         if len(record) == 2:
@@ -69,3 +75,39 @@ class MetricsLogCallback(Callback):
         tmp = Path(self.path).with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
         os.replace(tmp, self.path)
+
+
+@dataclass
+class SourceTokensCallback(Callback):
+    """Record ``data/tokens/<source>``: tokens each step trained on from each source, over all ranks.
+
+    olmo-core's batches carry their instance indices; the dataset's path offsets map an index to
+    its token file, and ``source_of_path`` maps the file to its source.
+    """
+
+    source_of_path: dict[str, str] = field(default_factory=dict)
+    _ends: np.ndarray | None = field(default=None, repr=False)
+    _sources: list[str] = field(default_factory=list, repr=False)
+
+    def pre_train(self):
+        dataset = self.trainer.data_loader.dataset
+        by_path = {_norm(p): s for p, s in self.source_of_path.items()}
+        self._ends = np.array([end for _, end in dataset.offsets])
+        self._sources = [by_path.get(_norm(str(p)), "other") for p in dataset.paths]
+
+    def pre_step(self, batch: dict[str, Any]):
+        if self._ends is None or "index" not in batch:
+            return
+        arrays = np.searchsorted(self._ends, batch["index"].cpu().numpy(), side="right")
+        per_instance = int(batch["input_ids"].shape[1])
+        counts = dict.fromkeys(self._sources, 0)
+        for a in arrays.tolist():
+            counts[self._sources[a]] += per_instance
+        for source, tokens in counts.items():
+            self.trainer.record_metric(
+                f"{SOURCE_TOKENS}{source}", float(tokens), reduce_type=ReduceType.sum
+            )
+
+
+def _norm(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)

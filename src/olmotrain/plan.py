@@ -9,7 +9,6 @@ not-yet-built data can be planned offline. ``dry_run=true`` prints :func:`render
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -19,34 +18,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from olmotrain import chinchilla
+from olmotrain.data import data_report
 from olmotrain.errors import UserError
 from olmotrain.model import padded_vocab_size, transformer_config
 from olmotrain.parallel import parallel_name
-
-REMOTE_PREFIXES = ("s3://", "gs://", "http://", "https://", "r2://", "weka://")
-
-
-def is_remote(path: str) -> bool:
-    """True for object-store and web paths (read by olmo-core with byte ranges)."""
-    return path.startswith(REMOTE_PREFIXES)
-
-
-def token_dtype_bytes(vocab_size: int) -> int:
-    """Bytes per token in olmo-core token files: uint16 below 65,536 ids, else uint32."""
-    return 2 if vocab_size < 2**16 else 4
-
-
-@dataclass
-class SourceReport:
-    """What the plan knows about one data source without reading it."""
-
-    name: str
-    patterns: list[str]
-    files: int = 0
-    tokens: int | None = None
-    """Tokens in the local files (from their sizes); ``None`` when remote or missing."""
-    remote: bool = False
-    problem: str | None = None
 
 
 @dataclass
@@ -139,7 +114,7 @@ def build_plan(c: dict[str, Any]) -> Plan:
             )
     flops_per_token = _flops_per_token(model_cfg, t["sequence_length"])
     backend = _planned_backend(c, warnings)
-    data = data_report(c["data"], c["tokenizer"]["vocab_size"])
+    data = data_report(c["data"], c["tokenizer"]["vocab_size"], d["duration_tokens"])
     return Plan(
         model=c["model"]["name"],
         factory=c["model"]["factory"],
@@ -231,45 +206,6 @@ def _flops_per_token(model_cfg: Any, sequence_length: int) -> int:
     return int(model.num_flops_per_token(sequence_length))
 
 
-def _source_report(name: str, patterns: list[str], dtype_bytes: int) -> SourceReport:
-    report = SourceReport(name=name, patterns=list(patterns))
-    if any(is_remote(p) for p in patterns):
-        report.remote = True
-        report.files = len(patterns)
-        return report
-    files = sorted({f for p in patterns for f in glob.glob(p)})
-    report.files = len(files)
-    if not files:
-        report.problem = f"no files match {', '.join(patterns)}"
-        return report
-    sizes = [os.path.getsize(f) for f in files]
-    bad = [f for f, s in zip(files, sizes, strict=True) if s == 0 or s % dtype_bytes]
-    if bad:
-        report.problem = f"{bad[0]} is empty or not a whole number of {dtype_bytes}-byte tokens"
-    report.tokens = sum(sizes) // dtype_bytes
-    return report
-
-
-def data_report(data: dict[str, Any], vocab_size: int) -> dict[str, Any]:
-    """Per-source files and token counts, from file sizes only; problems listed, not raised."""
-    dtype_bytes = token_dtype_bytes(vocab_size)
-    train = [_source_report(s["name"], s["paths"], dtype_bytes) for s in data["sources"]]
-    held_out = [
-        _source_report(name, paths, dtype_bytes) for name, paths in (data.get("eval") or {}).items()
-    ]
-    problems = [f"{r.name}: {r.problem}" for r in train + held_out if r.problem]
-    note = None
-    if problems and data.get("builder"):
-        note = f"the {data['builder']} dataset is built on the first training run (or `make data`)"
-    return {
-        "name": data["name"],
-        "sources": [asdict(r) for r in train],
-        "eval": [asdict(r) for r in held_out],
-        "problems": problems,
-        "note": note,
-    }
-
-
 def _tokens(x: float) -> str:
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if x >= scale:
@@ -335,11 +271,21 @@ def render_table(plan: Plan) -> str:
         f"    step {ck['step']:>8,}  {_tokens(ck['tokens']):>7} tokens  {ck['label']}"
         for ck in p.checkpoints
     ]
-    lines += ["", f"  data: {p.data['name']}"]
+    lines += ["", f"  data: {p.data['name']} ({p.data['mix']} mix)"]
+    lines.append(
+        f"    {'source':<16} {'ratio':>6} {'available':>14} {'requested':>14} {'repetition':>10}  fits"
+    )
     for src in p.data["sources"]:
-        lines.append(f"    train {src['name']:<16} {_source_line(src)}")
+        lines.append(f"    {src['name']:<16} {_source_line(src)}")
     for src in p.data["eval"]:
-        lines.append(f"    eval  {src['name']:<16} {_source_line(src)}")
+        where = (
+            f"{src['files']} remote file(s)"
+            if src["remote"]
+            else src["problem"] or f"{src['files']} file(s), {src['tokens']:,} tokens"
+        )
+        lines.append(f"    held-out {src['name']:<16} {where}")
+    for problem in p.data["problems"]:
+        lines.append(f"    ! {problem}")
     if p.data["note"]:
         lines.append(f"    note: {p.data['note']}")
     for warning in p.warnings:
@@ -362,8 +308,14 @@ def _schedule_line(p: Plan) -> str:
 
 
 def _source_line(src: dict[str, Any]) -> str:
+    ratio = "-" if src["ratio"] is None else f"{src['ratio']:.3f}"
     if src["remote"]:
-        return f"{src['files']} remote file(s), not checked offline"
-    if src["problem"]:
-        return f"MISSING/BAD ({src['problem']})"
-    return f"{src['files']} file(s), {src['tokens']:,} tokens"
+        available = f"{src['files']} remote"
+    elif src["tokens"] is None:
+        available = "missing"
+    else:
+        available = f"{src['tokens']:,}"
+    requested = "-" if src["requested_tokens"] is None else f"{src['requested_tokens']:,}"
+    repetition = "-" if src["repetition"] is None else f"{src['repetition']:.2f}x"
+    fits = {None: "not checked" if src["remote"] else "-", True: "yes", False: "NO"}[src["fits"]]
+    return f"{ratio:>6} {available:>14} {requested:>14} {repetition:>10}  {fits}"

@@ -138,6 +138,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         # The same run may come back with other devices or log settings: record the latest,
         # which is also what launched ranks read.
-        tmp = self.config_path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-        tmp.replace(self.config_path)
+        text = yaml.safe_dump(config, sort_keys=False)
+        if not self.config_path.exists() or self.config_path.read_text() != text:
+            tmp = self.config_path.with_suffix(".yaml.tmp")
+            tmp.write_text(text)
+            tmp.replace(self.config_path)

@@ -79,7 +79,7 @@ class SourceSchema:
 
 @dataclass
 class InstanceFilterSchema:
-    """olmo-core's ``InstanceFilterConfig``: mask the labels of repetitive instances."""
+    """olmo-core's ``InstanceFilterConfig``: mask the labels of repetitive instances (the plan's defaults)."""
 
     repetition_min_period: int = 1
     repetition_max_period: int = 13
@@ -98,7 +98,10 @@ class DataSchema:
     """``embedded``: olmotrain can build these files offline when they are missing."""
     root: str | None = None
     """Where the builder writes (for ``builder: embedded``)."""
-    instance_filter: InstanceFilterSchema | None = None
+    instance_filter: Any = None
+    """``null``, or olmo-core ``InstanceFilterConfig`` fields (see :class:`InstanceFilterSchema`),
+    checked by ``olmotrain.data.instance_filter``. Untyped because OmegaConf cannot merge a
+    command-line ``{...}`` into a null container node."""
     num_workers: int = 4
 
 

@@ -8,14 +8,14 @@ callbacks. olmotrain only chooses the values (from the plan) and adds ``metrics.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from olmotrain.data import dataset_config, expand
 from olmotrain.errors import UserError
-from olmotrain.plan import Plan, is_remote
+from olmotrain.plan import Plan
 from olmotrain.rundir import RunDir, read_metrics
 
 log = logging.getLogger("olmotrain")
@@ -31,6 +31,8 @@ class TrainResult:
     train_loss: float | None
     eval_losses: dict[str, float]
     checkpoint: str | None
+    source_tokens: dict[str, int]
+    """Tokens trained on per data source, over the whole run."""
 
     @classmethod
     def from_run(cls, run: RunDir) -> TrainResult:
@@ -46,15 +48,12 @@ class TrainResult:
             {},
         )
         step = run.latest_step() or 0
-        return cls(step, loss, evals, str(run.checkpoints / f"step{step}"))
-
-
-def expand(patterns: list[str]) -> list[str]:
-    """Local globs expanded (sorted); remote paths kept as they are."""
-    out: list[str] = []
-    for p in patterns:
-        out += [p] if is_remote(p) else sorted(glob.glob(p))
-    return out
+        seen: dict[str, int] = {}
+        for r in records:
+            for k, v in r.items():
+                if k.startswith("tokens/"):
+                    seen[k[7:]] = seen.get(k[7:], 0) + v
+        return cls(step, loss, evals, str(run.checkpoints / f"step{step}"), seen)
 
 
 def scheduler(c: dict[str, Any], plan: Plan):
@@ -88,7 +87,6 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
     from olmo_core.config import DType
     from olmo_core.data import (
         NumpyDataLoaderConfig,
-        NumpyFSLDatasetConfig,
         NumpyPaddedFSLDatasetConfig,
         TokenizerConfig,
     )
@@ -109,7 +107,7 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
     )
     from olmo_core.train.train_module import TransformerTrainModuleConfig
 
-    from olmotrain.callbacks import MetricsLogCallback
+    from olmotrain.callbacks import MetricsLogCallback, SourceTokensCallback
     from olmotrain.model import lws_enabled, transformer_config
     from olmotrain.parallel import (
         ac_config,
@@ -172,9 +170,8 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
 
             scale_output_projections(model, output_scales(model_config.n_layers, c["model"]["lws"]))
 
-        paths = [p for s in c["data"]["sources"] for p in expand(s["paths"])]
-        dataset = NumpyFSLDatasetConfig(
-            paths=paths, sequence_length=seq, tokenizer=tokenizer, work_dir=work_dir
+        dataset = dataset_config(
+            c, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
         ).build()
         data_loader = NumpyDataLoaderConfig(
             global_batch_size=plan.batch_size_tokens,
@@ -208,6 +205,14 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
                 ConsoleLoggerCallback(log_interval=log_interval, metrics=CONSOLE_METRICS),
             )
             .with_callback("metrics_log", MetricsLogCallback(path=str(run.metrics_path)))
+            .with_callback(
+                "source_tokens",
+                SourceTokensCallback(
+                    source_of_path={
+                        p: s["name"] for s in c["data"]["sources"] for p in expand(s["paths"])
+                    }
+                ),
+            )
             .with_callback("config_saver", ConfigSaverCallback())
         )
         eval_sets = [
@@ -244,18 +249,5 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
         trainer.fit()
-
-        records = trainer.callbacks["metrics_log"].records  # type: ignore[attr-defined]
-        last_loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
-        evals = next(
-            (
-                {k[5:]: v for k, v in r.items() if k.startswith("eval/")}
-                for r in reversed(records)
-                if any(k.startswith("eval/") for k in r)
-            ),
-            {},
-        )
-        step = trainer.global_step
-        return TrainResult(step, last_loss, evals, str(run.checkpoints / f"step{step}"))
     finally:
         teardown_training_environment()
