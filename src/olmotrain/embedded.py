@@ -230,6 +230,7 @@ def build_embedded(
         eval_fraction=EVAL_FRACTIONS,
         shard_tokens=SHARD_TOKENS,
         extra={"recipe": recipe, "sources": {s.name: s.info for s in sources}},
+        overwrite=True,  # this directory is ours: a new recipe may bring a new BPE
     )
     return dataset_dir
 
