@@ -235,6 +235,16 @@ def test_token_dtype():
     assert token_dtype(65_536) == np.uint16
     assert token_dtype(65_537) == np.uint32
     assert token_dtype(100_352) == np.uint32
+    # What olmo-core's reader assumes (NumpyDatasetConfig.get_dtype): the smallest that fits.
+    from olmo_core.data import NumpyFSLDatasetConfig, TokenizerConfig
+
+    for vocab in (200, 256, 257, 8192, 65_536, 65_537, 100_352):
+        config = NumpyFSLDatasetConfig(
+            paths=["x.npy"],
+            sequence_length=8,
+            tokenizer=TokenizerConfig(vocab_size=vocab, eos_token_id=0, pad_token_id=1),
+        )
+        assert config.get_dtype() == token_dtype(vocab), vocab
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -33,8 +33,13 @@ def is_remote(path: str) -> bool:
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    """olmo-core's token-file dtype: uint16 below 65,536 ids, else uint32."""
-    return np.dtype(np.uint16 if vocab_size < 2**16 else np.uint32)
+    """The dtype olmo-core reads token files with: the smallest unsigned int holding every id."""
+    if vocab_size <= 0:
+        raise UserError(f"vocabulary size must be positive, got {vocab_size}")
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if vocab_size - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise UserError(f"vocabulary size {vocab_size} does not fit in uint64 token files")
 
 
 def expand(patterns: list[str]) -> list[str]:

@@ -85,6 +85,7 @@ from typing import Any, BinaryIO, Literal, TextIO
 import numpy as np
 from tokenizers import Tokenizer
 
+from olmotrain.data import token_dtype
 from olmotrain.errors import UserError
 
 FORMAT_VERSION = 1
@@ -216,17 +217,6 @@ def load_tokenizer(spec: TokenizerSpec | str | os.PathLike[str]) -> Tokenizer:
     tokenizer.no_padding()
     tokenizer.encode_special_tokens = True
     return tokenizer
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """The dtype of token files for ``vocab_size``: uint16 while every id fits, else uint32."""
-    if vocab_size <= 0:
-        raise UserError(f"vocabulary size must be positive, got {vocab_size}")
-    if vocab_size - 1 <= np.iinfo(np.uint16).max:
-        return np.dtype(np.uint16)
-    if vocab_size - 1 <= np.iinfo(np.uint32).max:
-        return np.dtype(np.uint32)
-    raise UserError(f"vocabulary size {vocab_size} does not fit in uint32 token files")
 
 
 def eval_score(text: str | bytes) -> float:
