@@ -17,7 +17,6 @@ olmo-core's ``WSDSChinchillaRunConfigurator`` (olmo-core main) and the Chinchill
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 REFERENCE_PARAMS = 108_000_000
@@ -218,8 +217,3 @@ def checkpoint_points(
 def format_multiple(c: float) -> str:
     """``0.5``, ``1``, ``2.5``: a multiple without trailing zeros."""
     return f"{c:.4g}"
-
-
-def is_power_of_two(x: float) -> bool:
-    """True for 0.5, 1, 2, 4, ... (the multiples olmo-core's configurator accepts)."""
-    return x > 0 and math.log2(x).is_integer()

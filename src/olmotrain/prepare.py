@@ -488,18 +488,6 @@ def load_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
-def split_paths(
-    dataset_dir: str | os.PathLike[str], split: Split, manifest: Mapping[str, Any] | None = None
-) -> dict[str, list[Path]]:
-    """Source name -> absolute shard paths of ``split`` (e.g. for olmo-core source mixtures)."""
-    root = Path(dataset_dir).resolve()
-    manifest = load_manifest(root) if manifest is None else manifest
-    return {
-        source: [root / f for f in entry[split]["files"]]
-        for source, entry in manifest["sources"].items()
-    }
-
-
 def expand_inputs(arguments: Iterable[str]) -> dict[str, list[Path]]:
     """``[SOURCE=]PATH`` arguments -> source name -> input files, in reading order.
 
