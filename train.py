@@ -11,14 +11,14 @@ build olmo-core pieces and train -> report held-out loss and where the checkpoin
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
-from olmotrain.cli import check_known_keys, dry_run_mode, guard, setup_logging, user_errors
-from olmotrain.plan import Plan, build_plan, render_table, resolved_container
+from olmotrain.cli import guard, setup_logging, user_errors
+from olmotrain.plan import Plan, render_table
+from olmotrain.startup import check_run, plan_run, print_plan
 
 if TYPE_CHECKING:
     from olmotrain.rundir import RunDir
@@ -29,49 +29,36 @@ if TYPE_CHECKING:
 @user_errors
 def main(cfg: DictConfig) -> None:
     setup_logging()
-    check_known_keys(cfg)
-    mode = dry_run_mode(cfg.dry_run)
 
     # 1. The plan, from the config alone (the resolvers run once, here).
-    config = resolved_container(cfg)
-    plan = build_plan(config)
-    if mode == "json":
-        print(plan.to_json())
-        return
-    if mode == "table":
-        print(render_table(plan))
+    config, plan, mode = plan_run(cfg)
+    if mode is not None:
+        print_plan(plan, mode)
         return
 
     # 2. Devices, data, run dir (resume it, refuse a different run, or report a finished one).
-    from olmotrain.data import ensure_data, heldout_baseline
+    from olmotrain.data import heldout_baseline
     from olmotrain.launch import run_local_ranks
-    from olmotrain.parallel import attention_backend, check_devices, check_parallel, device_type
-    from olmotrain.rundir import RunDir
+    from olmotrain.parallel import device_type
     from olmotrain.training import TrainResult, train
 
-    device, devices = device_type(config["cluster"]), check_devices(config["cluster"])
-    attention_backend(config["model"]["attn_backend"], device)
-    check_parallel(config["parallel"], devices, device)
-    data = ensure_data(config, plan.duration_tokens)
-    run = RunDir(Path(plan.run_dir))
-    run.claim(config, fresh=cfg.fresh)
-    if (step := run.latest_step()) is not None and step >= plan.max_steps:
-        print(
-            f"olmotrain: {plan.run_name} already finished at step {step}/{plan.max_steps}; "
-            f"checkpoint {run.checkpoints / f'step{step}'} (use another run_name to train again)"
-        )
+    start = check_run(config, plan, local=True)
+    if start.finished_step is not None:
+        print(start.finished_message())
         return
+    run = start.run
+    run.claim(config, fresh=cfg.fresh)
     print(render_table(plan), file=sys.stderr)
 
     # 3. Train with olmo-core: in this process, or one process per local device.
-    if devices > 1:
-        run_local_ranks(run.path, devices, device)
+    if config["cluster"]["devices"] > 1:
+        run_local_ranks(run.path, config["cluster"]["devices"], device_type(config["cluster"]))
     else:
         train(config, plan, run)
     result = TrainResult.from_run(run)
 
     # 4. What a person wants to know at the end.
-    print_summary(plan, run, result, heldout_baseline(config, data))
+    print_summary(plan, run, result, heldout_baseline(config, start.data))
 
 
 def print_summary(

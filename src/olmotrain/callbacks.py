@@ -1,4 +1,5 @@
-"""The olmo-core callbacks olmotrain adds: ``metrics.jsonl``, and tokens seen per data source.
+"""The olmo-core callbacks olmotrain adds: ``metrics.jsonl``, tokens seen per data source, and
+checkpoint-on-preemption for cluster jobs.
 
 olmo-core's ``MetricSaverCallback`` writes JSON snapshots; researchers want the whole curve, one
 JSON line per logged step, that survives a crash and a resume without duplicate or stale steps.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,28 @@ class SourceTokensCallback(Callback):
 
 def _norm(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
+
+
+@dataclass
+class PreemptionCallback(Callback):
+    """SLURM's warning signal (USR2: preemption, or the time limit is near) stops the run the way
+    SIGTERM does in olmo-core: every rank stops at the same step and saves a checkpoint.
+
+    submitit's own USR2 handler requeues at once, without a checkpoint; the cluster job calls it
+    after training has stopped (see :mod:`olmotrain.slurm`).
+    """
+
+    signaled: bool = False
+    _previous: Any = field(default=None, repr=False)
+
+    def pre_train(self):
+        self._previous = signal.signal(signal.SIGUSR2, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        del frame
+        self.signaled = True
+        self.trainer.cancel_run(f"{signal.Signals(signum).name}: preemption or time limit")
+
+    def post_train(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR2, self._previous)

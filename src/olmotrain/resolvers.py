@@ -170,6 +170,29 @@ def package_file(package: str, relative: str) -> str:
     return str(path)
 
 
+def world_size(nodes: int, gpus_per_node: int, tasks_per_node: int) -> int:
+    """Ranks of a cluster job: one per GPU, or ``tasks_per_node`` CPU ranks, on every node."""
+    if nodes < 1:
+        raise UserError(f"cluster.nodes={nodes} must be at least 1")
+    if gpus_per_node < 0:
+        raise UserError(f"cluster.gpus_per_node={gpus_per_node} must be 0 (CPU) or more")
+    if tasks_per_node < 1:
+        raise UserError(f"cluster.tasks_per_node={tasks_per_node} must be at least 1")
+    return nodes * (gpus_per_node or tasks_per_node)
+
+
+def cluster_device(gpus_per_node: int) -> str:
+    """The device of a cluster job's ranks: decided by what it asks for, not by this machine."""
+    return "cuda" if gpus_per_node > 0 else "cpu"
+
+
+def sweep_name(explicit: str | None, task_overrides: Any) -> str:
+    """The sweep dir's name (see :func:`olmotrain.sweep.sweep_name`)."""
+    from olmotrain.sweep import sweep_name as name
+
+    return name(explicit, [str(o) for o in task_overrides])
+
+
 RESOLVERS = {
     "num_params": num_params,
     "num_non_embedding_params": num_non_embedding_params,
@@ -186,6 +209,9 @@ RESOLVERS = {
     "period_ends": period_ends,
     "checkpoints": checkpoints,
     "package_file": package_file,
+    "world_size": world_size,
+    "cluster_device": cluster_device,
+    "sweep_name": sweep_name,
 }
 
 

@@ -21,7 +21,8 @@ import yaml
 from olmotrain.errors import UserError
 
 IGNORED_KEYS = {
-    "run_name", "output_root", "data_root", "dry_run", "fresh", "wandb", "cluster", "parallel",
+    "run_name", "output_root", "data_root", "dry_run", "fresh", "sweep_name", "wandb", "cluster",
+    "parallel",
     "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
     "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
     "tokenizer.path", "data.num_workers", "model.attn_backend",
@@ -101,16 +102,27 @@ class RunDir:
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
+    def wandb_id(self) -> str:
+        """This run's W&B run id, made once and kept in ``wandb_id`` (a fresh run gets a new one)."""
+        path = self.path / "wandb_id"
+        if not path.exists():
+            import uuid
+
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(uuid.uuid4().hex[:16])
+            tmp.replace(path)
+        return path.read_text().strip()
+
     def latest_step(self) -> int | None:
         """Step of the latest complete checkpoint, if any."""
         steps = checkpoint_steps(self.checkpoints) if self.checkpoints.exists() else []
         return steps[-1] if steps else None
 
-    def claim(self, config: dict[str, Any], fresh: bool = False) -> None:
-        """Make this dir hold ``config``'s run: new, the same run again, or refused.
+    def check(self, config: dict[str, Any], fresh: bool = False) -> bool:
+        """Whether this dir can hold ``config``'s run: new, or the same run again. Writes nothing.
 
-        Raises ``UserError`` (before writing anything) when it holds a different run, unless
-        ``fresh``, which renames the old dir to ``<name>.replaced-<time>`` first.
+        Raises ``UserError`` when it holds a different run, unless ``fresh``; returns ``True``
+        when that old run must first be moved aside.
         """
         if self.config_path.exists():
             try:
@@ -126,15 +138,21 @@ class RunDir:
                     f"{self.path} holds a different run ({'; '.join(diffs[:3])}{more}); "
                     f"use another run_name=..., or fresh=true to move it aside and start over"
                 )
-            if diffs and fresh:
-                aside = self.path.with_name(
-                    f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-                )
-                self.path.rename(aside)
-        elif self.path.exists() and any(self.path.iterdir()) and not fresh:
+            return bool(diffs)
+        if self.path.exists() and any(self.path.iterdir()) and not fresh:
             raise UserError(
                 f"{self.path} exists and is not an olmotrain run dir; choose another run_name=... or output_root=..."
             )
+        return False
+
+    def claim(self, config: dict[str, Any], fresh: bool = False) -> None:
+        """Make this dir hold ``config``'s run (see :meth:`check`); ``fresh`` renames a dir holding
+        a different run to ``<name>.replaced-<time>`` first (nothing is deleted)."""
+        if self.check(config, fresh):
+            aside = self.path.with_name(
+                f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+            self.path.rename(aside)
         self.path.mkdir(parents=True, exist_ok=True)
         # The same run may come back with other devices or log settings: record the latest,
         # which is also what launched ranks read.

@@ -125,7 +125,32 @@ class ClusterSchema:
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
     devices: int = 1
-    """Ranks on this machine (GPUs, or CPU processes with gloo), started by olmotrain itself."""
+    """All ranks of the run. ``local``: ranks on this machine (GPUs, or CPU processes with gloo),
+    started by olmotrain itself; ``slurm``: nodes x ranks per node (derived)."""
+    # The keys below are read by cluster=slurm and cluster=submitit_local (see conf/cluster/).
+    nodes: int = 1
+    gpus_per_node: int = 0
+    """GPUs per node; ranks per node follow it (one per GPU). 0 = CPU ranks (``tasks_per_node``)."""
+    tasks_per_node: int = 1
+    """Ranks per node when ``gpus_per_node`` is 0 (CPU, gloo)."""
+    cpus_per_task: int | None = None
+    mem_gb: int | None = None
+    time_min: int = 60
+    """The job's time limit; on reaching it the run checkpoints and requeues itself."""
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    setup: list[str] = field(default_factory=list)
+    """Shell lines run before the job starts (module load, source a venv, ...)."""
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    """More ``#SBATCH`` options, e.g. ``{mail-type: END}``."""
+    signal_delay_s: int = 120
+    """SLURM sends USR2 this long before the time limit: the time to save a checkpoint."""
+    max_num_timeout: int = 10
+    """Requeues after reaching the time limit (preemptions do not count)."""
+    wait: bool = False
+    """Block until every submitted job ends (``submitit_local`` always waits)."""
 
 
 @dataclass
@@ -223,6 +248,8 @@ class RunSchema:
     """``false`` | ``true`` (a table) | ``json`` (one JSON object on stdout)."""
     fresh: bool = False
     """Start afresh in a run dir that holds a different run (the old one is moved aside)."""
+    sweep_name: str | None = None
+    """``-m`` sweeps: the sweep dir's name under ``${output_root}/sweeps/`` (default: the overrides)."""
 
 
 def register_schema() -> None:

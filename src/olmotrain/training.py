@@ -78,10 +78,13 @@ def scheduler(c: dict[str, Any], plan: Plan):
     raise UserError(f"unknown schedule '{s['name']}'; choose wsds, cosine, wsd or constant")
 
 
-def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
+def train(
+    c: dict[str, Any], plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None
+) -> None:
     """Build the olmo-core pieces for the run and fit (resuming from ``run``'s latest checkpoint).
 
-    Runs as one rank of ``WORLD_SIZE`` (1 without a launcher).
+    Runs as one rank of ``WORLD_SIZE`` (1 without a launcher). ``callbacks`` are added to the
+    trainer (the cluster launcher adds its preemption handling).
     """
     import torch
     from olmo_core.config import DType
@@ -237,6 +240,9 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
             trainer_config = trainer_config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
         if c["wandb"]["enabled"]:
             w = c["wandb"]
+            # One W&B run per run dir: a resumed or requeued run continues the same W&B run.
+            os.environ.setdefault("WANDB_RUN_ID", run.wandb_id())
+            os.environ.setdefault("WANDB_RESUME", "allow")
             trainer_config = trainer_config.with_callback(
                 "wandb",
                 WandBCallback(
@@ -244,6 +250,8 @@ def train(c: dict[str, Any], plan: Plan, run: RunDir) -> None:
                 ),
             )
 
+        for name, callback in (callbacks or {}).items():
+            trainer_config = trainer_config.with_callback(name, callback)
         trainer = trainer_config.build(train_module, data_loader)
         trainer.callbacks["config_saver"].config = c  # type: ignore[attr-defined]
         if trainer.maybe_load_checkpoint():

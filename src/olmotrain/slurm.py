@@ -1,0 +1,472 @@
+"""Cluster launching: ``cluster=slurm`` (and ``cluster=submitit_local``) through submitit.
+
+The launching process does all the checking: it composes, plans and checks every sweep point
+(config, data, run dir, and the cluster: ``sbatch`` present, partition known, GPUs there), and
+only when all pass claims the run dirs and submits one job per point. A job carries its resolved
+config (pickled at submit time) and runs olmotrain from a code snapshot in ``RUN_DIR/code``, so
+editing ``conf/`` or the source while it waits in the queue changes nothing.
+
+On the nodes every rank gets submitit's ``TorchDistributedEnvironment`` (with
+``set_cuda_visible_devices=False``, as olmo-core picks ``cuda:LOCAL_RANK`` itself) and
+``OLMO_SHARED_FS=1``, and all ranks train the one run dir. SLURM's warning signal (USR2, sent
+``signal_delay_s`` before the time limit, or by ``scancel --signal=USR2``) makes olmo-core stop
+and save a checkpoint on every rank; then rank 0 requeues the job through submitit, and the
+requeued job resumes from that checkpoint in the same run dir.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from olmotrain.errors import UserError
+from olmotrain.rundir import RunDir
+
+log = logging.getLogger("olmotrain")
+
+ALIVE = {
+    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
+}  # fmt: skip
+"""SLURM job states in which a job still holds (or will take) its run dir."""
+
+GENERIC_PARAMS = {
+    "timeout_min", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "name",
+    "stderr_to_stdout",
+}  # fmt: skip
+"""submitit's executor-independent parameters (hydra-submitit-launcher's BaseQueueConf)."""
+
+
+# -- what runs on the nodes -------------------------------------------------------------------
+
+
+@dataclass
+class ClusterJob:
+    """One run as a submitit job: train ``config`` (frozen at submit time) in ``run_dir``."""
+
+    run_dir: str
+    config: dict[str, Any]
+
+    def __call__(self) -> str:
+        import submitit
+
+        from olmotrain.callbacks import PreemptionCallback
+        from olmotrain.cli import setup_logging
+        from olmotrain.plan import build_plan
+        from olmotrain.training import train
+
+        setup_logging()
+        env = submitit.helpers.TorchDistributedEnvironment().export(
+            set_cuda_visible_devices=False, overwrite=True
+        )
+        os.environ["OLMO_SHARED_FS"] = "1"  # every rank sees the one run dir
+        job = submitit.JobEnvironment()
+        log.info(
+            "olmotrain job %s: rank %d/%d on %s, code %s",
+            job.job_id, env.rank, env.world_size, job.hostname, Path(__file__).parent,
+        )  # fmt: skip
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler
+        preemption = PreemptionCallback()
+        run, plan = RunDir(Path(self.run_dir)), build_plan(self.config)
+        train(self.config, plan, run, callbacks={"preemption": preemption})
+        step = run.latest_step() or 0
+        if step < plan.max_steps and preemption.signaled:
+            if env.rank == 0 and callable(requeue):
+                log.info("checkpoint saved at step %d; requeueing", step)
+                requeue(signal.SIGUSR2, None)  # pickles self.checkpoint(), requeues, exits
+            return f"preempted at step {step}"
+        return f"step {step}/{plan.max_steps}"
+
+    def checkpoint(self) -> Any:
+        """submitit's hook on requeue: run this same job again (it resumes from the run dir)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(ClusterJob(self.run_dir, self.config))
+
+
+# -- checking the cluster ---------------------------------------------------------------------
+
+
+def _run(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+@dataclass
+class Partition:
+    """What ``sinfo`` says about a partition (maxima over its nodes)."""
+
+    name: str
+    default: bool
+    nodes: int
+    cpus: int
+    memory_mb: int
+    gpus: int
+
+
+def partitions() -> dict[str, Partition]:
+    """The cluster's partitions, from ``sinfo``."""
+    found: dict[str, Partition] = {}
+    for line in _run(["sinfo", "-h", "-o", "%P|%D|%c|%m|%G"]).splitlines():
+        name, nodes, cpus, memory, gres = line.strip().split("|")
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        gpus = max(
+            [int(g.split(":")[-1].split("(")[0]) for g in gres.split(",") if g.startswith("gpu")]
+            or [0]
+        )
+        p = found.setdefault(name, Partition(name, default, 0, 0, 0, 0))
+        p.nodes += int(nodes)
+        p.cpus = max(p.cpus, int(cpus.rstrip("+")))
+        p.memory_mb = max(p.memory_mb, int(memory.rstrip("+")))
+        p.gpus = max(p.gpus, gpus)
+    return found
+
+
+def check_cluster(cluster: dict[str, Any], executor: str) -> None:
+    """One clear error for a job this cluster cannot run; nothing has been submitted yet."""
+    ranks = cluster["devices"] // cluster["nodes"]
+    cpus = ranks * (cluster["cpus_per_task"] or 1)
+    if executor == "local":
+        from olmotrain.parallel import check_devices
+
+        check_devices({"device": cluster["device"], "devices": ranks})
+        return
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        raise UserError(
+            "cluster=slurm needs SLURM's sbatch and sinfo on PATH (not found): run from a SLURM "
+            "login node, use cluster=submitit_local, or start a one-node test cluster with "
+            "scripts/slurm_cluster.sh start"
+        )
+    try:
+        found = partitions()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = (getattr(exc, "stderr", "") or "").strip().splitlines()
+        raise UserError(
+            f"sinfo failed ({detail[-1] if detail else exc}); is the SLURM controller up?"
+        ) from exc
+    names = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in found.values())
+    wanted = cluster["partition"]
+    if wanted is None:
+        part = next((p for p in found.values() if p.default), None)
+        if part is None:
+            raise UserError(
+                f"this cluster has no default partition; set cluster.partition= one of {names}"
+            )
+    elif wanted not in found:
+        raise UserError(f"unknown partition '{wanted}'; this cluster has {names}")
+    else:
+        part = found[wanted]
+    gpus = cluster["gpus_per_node"]
+    if gpus > part.gpus:
+        have = f"{part.gpus} GPU(s) per node" if part.gpus else "no GPUs"
+        raise UserError(
+            f"cluster.gpus_per_node={gpus} but partition {part.name} has {have}; "
+            f"use cluster.gpus_per_node={part.gpus}"
+            + (" (CPU ranks, set cluster.tasks_per_node)" if not part.gpus else "")
+        )
+    if cluster["nodes"] > part.nodes:
+        raise UserError(
+            f"cluster.nodes={cluster['nodes']} but partition {part.name} has {part.nodes} node(s)"
+        )
+    if cpus > part.cpus:
+        raise UserError(
+            f"{ranks} rank(s) x {cluster['cpus_per_task'] or 1} CPU(s) per node but partition "
+            f"{part.name} nodes have {part.cpus} CPUs; lower cluster.tasks_per_node or cluster.cpus_per_task"
+        )
+    if cluster["mem_gb"] and cluster["mem_gb"] * 1024 > part.memory_mb:
+        raise UserError(
+            f"cluster.mem_gb={cluster['mem_gb']} but partition {part.name} nodes have "
+            f"{part.memory_mb // 1024} GB"
+        )
+
+
+# -- jobs and their records -------------------------------------------------------------------
+
+
+def jobs_path(run: RunDir) -> Path:
+    """``RUN_DIR/jobs.jsonl``: one line per submission (job id, time, code snapshot)."""
+    return run.path / "jobs.jsonl"
+
+
+def last_job(run: RunDir) -> dict[str, Any] | None:
+    """The latest submission recorded for ``run``."""
+    path = jobs_path(run)
+    lines = path.read_text().splitlines() if path.exists() else []
+    return json.loads(lines[-1]) if lines else None
+
+
+def slurm_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{job id: (state, reason)}`` from ``squeue`` for the jobs SLURM still knows."""
+    if not job_ids or shutil.which("squeue") is None:
+        return {}
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    states = {}
+    for line in out.stdout.splitlines():
+        job_id, state, reason = line.strip().split("|", 2)
+        states[job_id] = (state, reason)
+    return states
+
+
+def live_job(run: RunDir) -> str | None:
+    """The id of a SLURM job that still holds ``run`` (queued or running), if any."""
+    job = last_job(run)
+    if job is None or job.get("cluster") != "slurm":
+        return None
+    state = slurm_states([job["job_id"]]).get(job["job_id"])
+    return job["job_id"] if state and state[0] in ALIVE else None
+
+
+def snapshot_code(dest: Path) -> str:
+    """Copy the olmotrain package, ``train.py`` and ``conf/`` to ``dest``; their sha256.
+
+    Jobs import olmotrain from ``dest/src`` (``PYTHONPATH``), so the code that runs is the code
+    at submit time, also after a requeue.
+    """
+    import olmotrain
+
+    src = Path(olmotrain.__file__).resolve().parent
+    repo = src.parents[1]
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(src, tmp / "src" / "olmotrain", ignore=ignore)
+    if (repo / "conf").is_dir():
+        shutil.copytree(repo / "conf", tmp / "conf", ignore=ignore)
+    if (repo / "train.py").exists():
+        shutil.copy2(repo / "train.py", tmp / "train.py")
+    digest = hashlib.sha256()
+    for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(tmp)).encode() + b"\0" + f.read_bytes())
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return digest.hexdigest()
+
+
+def executor_params(
+    launcher_params: dict[str, Any], cluster: dict[str, Any], name: str, executor: str, code: Path
+) -> dict[str, Any]:
+    """submitit parameters: ``hydra.launcher.*`` overlaid with the point's ``cluster.*``."""
+    ours = {
+        "timeout_min": cluster["time_min"],
+        "nodes": cluster["nodes"],
+        "tasks_per_node": cluster["devices"] // cluster["nodes"],
+        "gpus_per_node": cluster["gpus_per_node"] or None,
+        "cpus_per_task": cluster["cpus_per_task"],
+        "mem_gb": cluster["mem_gb"],
+        "name": name,
+        "partition": cluster["partition"],
+        "account": cluster["account"],
+        "qos": cluster["qos"],
+        "constraint": cluster["constraint"],
+        "signal_delay_s": cluster["signal_delay_s"],
+        "additional_parameters": {
+            "requeue": True,  # let the job be requeued where the cluster's default is not to
+            **(launcher_params.get("additional_parameters") or {}),
+            **cluster["additional_parameters"],
+        },
+        # The code snapshot comes first on the job's import path.
+        "setup": [
+            f"export PYTHONPATH={code / 'src'}${{PYTHONPATH:+:$PYTHONPATH}}",
+            *(launcher_params.get("setup") or []),
+            *cluster["setup"],
+        ],
+    }
+    params = {
+        k: v
+        for k, v in launcher_params.items()
+        if k not in ("submitit_folder", "max_num_timeout", "_target_")
+    }
+    params.update({k: v for k, v in ours.items() if v is not None or k not in params})
+    slurm_only = {"partition", "account", "qos", "constraint", "signal_delay_s", "setup", "additional_parameters"}  # fmt: skip
+    return {
+        k if k in GENERIC_PARAMS else f"{'slurm' if k in slurm_only else executor}_{k}": v
+        for k, v in params.items()
+        if v is not None
+    }
+
+
+def make_executor(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
+    """A submitit executor for one run: logs in ``RUN_DIR/slurm/<job id>/``."""
+    import submitit
+
+    cluster = start.config["cluster"]
+    ex = submitit.AutoExecutor(
+        folder=start.run.path / "slurm" / "%j",
+        cluster=executor,
+        **{f"{executor}_max_num_timeout": cluster["max_num_timeout"]},
+    )
+    ex.update_parameters(
+        **executor_params(
+            launcher_params, cluster, start.plan.run_name, executor, start.run.path / "code"
+        )
+    )
+    return ex
+
+
+def sbatch_script(ex: Any) -> str:
+    """The sbatch script ``ex`` would submit (submitit writes it the same way)."""
+    inner = ex._executor  # submitit has no public preview of its script
+    return inner._make_submission_file_text(inner._submitit_command_str, "preview")
+
+
+def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
+    """Claim the run dir, snapshot the code and submit the run; records the job in ``jobs.jsonl``."""
+    start.run.claim(start.config, fresh=start.config["fresh"])
+    code = start.run.path / "code"
+    digest = snapshot_code(code)
+    ex = make_executor(launcher_params, start, executor)
+    old = os.environ.get("PYTHONPATH")
+    if executor == "local":  # local jobs inherit this process's environment (no sbatch setup)
+        os.environ["PYTHONPATH"] = f"{code / 'src'}" + (f":{old}" if old else "")
+    try:
+        job = ex.submit(ClusterJob(str(start.run.path), start.config))
+    finally:
+        if executor == "local":
+            os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
+    record = {
+        "job_id": str(job.job_id),
+        "cluster": "slurm" if executor == "slurm" else "submitit_local",
+        "submitted": datetime.datetime.now().isoformat(timespec="seconds"),
+        "logs": str(Path(job.paths.stdout).parent),
+        "code_sha256": digest,
+    }
+    with jobs_path(start.run).open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    return job
+
+
+# -- the launcher -----------------------------------------------------------------------------
+
+
+def _compose(launcher: Any, overrides: Sequence[str], idx: int) -> Any:
+    """A sweep point's config, composed as Hydra composes a job (without the ``hydra`` node)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    config = launcher.hydra_context.config_loader.load_sweep_config(
+        launcher.config, list(overrides)
+    )
+    with open_dict(config):
+        config.hydra.job.id = f"point{idx}"
+        config.hydra.job.num = idx
+    HydraConfig.instance().set_config(config)
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+    """Check every point, then submit one job per unfinished point; see the module docstring."""
+    from olmotrain.cli import setup_logging
+    from olmotrain.startup import check_run, plan_run
+    from olmotrain.sweep import name_points, record_sweep
+
+    setup_logging()
+    executor = launcher._EXECUTOR  # "slurm" or "local"
+    points = name_points(launcher.config, job_overrides)
+    checked, dry = [], False
+    for idx, overrides in enumerate(points, initial_job_idx):
+        config, plan, mode = plan_run(_compose(launcher, overrides, idx))
+        if mode is not None:
+            dry = True
+            _print_dry_run(launcher.params, config, plan, mode, executor)
+            continue
+        check_cluster(config["cluster"], executor)
+        start = check_run(config, plan, local=False)
+        start.run = RunDir(start.run.path.resolve())  # jobs may start in another directory
+        checked.append((overrides, start, live_job(start.run)))
+    if dry:
+        return [_job_return(o, "dry run") for o in points]
+
+    record_sweep(launcher.config, job_overrides)
+    jobs, returns = [], []
+    for overrides, start, alive in checked:
+        name = start.plan.run_name
+        if start.finished_step is not None:
+            print(start.finished_message())
+            returns.append(_job_return(overrides, "finished"))
+            continue
+        if alive:
+            print(
+                f"olmotrain: {name} is already queued or running as job {alive}; not submitted again"
+            )
+            returns.append(_job_return(overrides, f"job {alive}"))
+            continue
+        step = start.run.latest_step()
+        job = submit(launcher.params, start, executor)
+        jobs.append((start, job))
+        resume = f", resumes from step {step}" if step else ""
+        print(f"olmotrain: {name}: submitted job {job.job_id}{resume} -> {start.run.path}")
+        returns.append(_job_return(overrides, f"job {job.job_id}"))
+    where = _status_target(launcher.config, checked)
+    print(f"olmotrain: follow with `python -m olmotrain.status {where}`", flush=True)
+    if jobs and (executor == "local" or checked[0][1].config["cluster"]["wait"]):
+        wait_for(jobs, executor)
+    return returns
+
+
+def _status_target(config: Any, checked: list) -> str:
+    if len(checked) == 1:
+        return str(checked[0][1].run.path)
+    return str(Path(str(config.hydra.sweep.dir)))
+
+
+def _print_dry_run(params: dict, config: dict, plan: Any, mode: str, executor: str) -> None:
+    """The plan, and for SLURM the sbatch script each run would be submitted with."""
+    from olmotrain.startup import Startup, print_plan
+
+    start = Startup(config, plan, RunDir(Path(plan.run_dir)), {}, None)
+    if mode == "json":
+        out = json.loads(plan.to_json())
+        if executor == "slurm":
+            out["sbatch"] = sbatch_script(make_executor(params, start, executor))
+        print(json.dumps(out))
+        return
+    print_plan(plan, mode)
+    if executor == "slurm":
+        print("\nsbatch script (submitted per run; RUN_DIR/slurm/<job id>/ holds its logs):\n")
+        print(sbatch_script(make_executor(params, start, executor)))
+
+
+def _job_return(overrides: Sequence[str], value: str) -> Any:
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn(overrides=list(overrides))
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = value
+    return ret
+
+
+def wait_for(jobs: list, executor: str, poll_s: float = 2.0) -> None:
+    """Block until every job ended (requeues included); raise for runs left unfinished."""
+    if executor == "local":
+        for _, job in jobs:
+            job.wait()
+    else:
+        ids = [str(job.job_id) for _, job in jobs]
+        while any(s in ALIVE for s, _ in slurm_states(ids).values()):
+            time.sleep(poll_s)
+    failed = [start for start, _ in jobs if (start.run.latest_step() or 0) < start.plan.max_steps]
+    if failed:
+        names = ", ".join(str(s.run.path) for s in failed)
+        raise UserError(
+            f"{len(failed)} run(s) ended unfinished: {names}; see `python -m olmotrain.status` for their logs"
+        )

@@ -1,0 +1,180 @@
+"""``python -m olmotrain.status DIR``: where each run of a sweep (or one run) stands.
+
+For every run dir under DIR: its state (queued / running / done / failed from SLURM where it
+knows the job, else from the run dir), step/total, last train loss, latest checkpoint, job id; and
+the log tail of each failed run. ``--json`` prints one JSON object per run instead.
+
+    python -m olmotrain.status runs/sweeps/model=olmo2_1m,olmo2_14m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from olmotrain.cli import setup_logging
+from olmotrain.rundir import RunDir, read_metrics
+
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
+RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+SKIP_DIRS = {"checkpoints", "work", "code", "slurm"}
+"""Parts of a run dir, never run dirs themselves."""
+
+
+@dataclass
+class RunStatus:
+    """One run's state, as shown by ``olmotrain.status``."""
+
+    run_dir: str
+    state: str
+    step: int | None
+    max_steps: int | None
+    loss: float | None
+    checkpoint: str | None
+    job_id: str | None
+    detail: str = ""
+    log: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run dirs (holding ``config.yaml``) at or under ``root``, sorted."""
+    if (root / "config.yaml").exists():
+        return [root]
+    found = []
+    for here, dirs, files in os.walk(root):
+        if "config.yaml" in files:
+            found.append(Path(here))
+            dirs.clear()
+        else:
+            dirs[:] = [d for d in dirs if d not in SKIP_DIRS and ".replaced-" not in d]
+    return sorted(found)
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+        text = f.read().decode(errors="replace")
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def run_status(path: Path, slurm: dict[str, tuple[str, str]], tail_lines: int = 15) -> RunStatus:
+    """The status of the run in ``path`` (``slurm``: job states from :func:`slurm_states`)."""
+    from olmotrain.slurm import last_job
+
+    run = RunDir(path)
+    try:
+        config = yaml.safe_load(run.config_path.read_text()) or {}
+        max_steps = config.get("derived", {}).get("max_steps")
+    except yaml.YAMLError:
+        max_steps = None
+    records = read_metrics(run.metrics_path)
+    step = records[-1]["step"] if records else None
+    loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
+    ckpt_step = run.latest_step()
+    checkpoint = str(run.checkpoints / f"step{ckpt_step}") if ckpt_step is not None else None
+    job = last_job(run)
+    job_id = job["job_id"] if job else None
+    log = Path(job["logs"]) / f"{job_id}_0_log.err" if job else None
+    status = RunStatus(str(path), "incomplete", step, max_steps, loss, checkpoint, job_id)
+    status.log = str(log) if log else None
+    if ckpt_step is not None and max_steps is not None and ckpt_step >= max_steps:
+        status.state = "done"
+        return status
+    if job and job["cluster"] == "slurm" and job_id in slurm:
+        state, reason = slurm[job_id]
+        if state in QUEUED:
+            status.state, status.detail = "queued", reason if reason != "None" else ""
+            return status
+        if state in RUNNING:
+            status.state = "running"
+            return status
+        status.detail = state.lower()
+    elif (
+        job
+        and job["cluster"] == "submitit_local"
+        and not (log.parent / f"{job_id}_0_result.pkl").exists()
+    ):
+        status.state = "running"
+        return status
+    if job:  # the job ended and the run is not finished
+        status.state = "failed"
+        status.log_tail = _tail(log, tail_lines) if log else []
+    return status
+
+
+def statuses(root: Path, tail_lines: int = 15) -> list[RunStatus]:
+    """The status of every run under ``root`` (one ``squeue`` call for all of them)."""
+    from olmotrain.slurm import last_job, slurm_states
+
+    runs = find_runs(root)
+    jobs = [j for j in (last_job(RunDir(p)) for p in runs) if j and j["cluster"] == "slurm"]
+    slurm = slurm_states([j["job_id"] for j in jobs])
+    return [run_status(p, slurm, tail_lines) for p in runs]
+
+
+def render(rows: list[RunStatus], root: Path) -> str:
+    """A table, then the log tail of each failed run."""
+
+    def rel(p: str | None) -> str:
+        if p is None:
+            return "-"
+        try:
+            return str(Path(p).relative_to(root)) or "."
+        except ValueError:
+            return p
+
+    table = [("run", "state", "step", "loss", "checkpoint", "job")]
+    for r in rows:
+        state = f"{r.state} ({r.detail})" if r.detail else r.state
+        step = f"{r.step if r.step is not None else '-'}/{r.max_steps or '?'}"
+        loss = f"{r.loss:.3f}" if r.loss is not None else "-"
+        table.append((rel(r.run_dir), state, step, loss, rel(r.checkpoint), r.job_id or "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
+    counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
+    lines.append(f"\n{len(rows)} run(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for r in rows:
+        if r.state == "failed":
+            lines.append(f"\n--- {rel(r.run_dir)} failed; last lines of {r.log}:")
+            lines += [f"    {line}" for line in r.log_tail] or ["    (no log)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m olmotrain.status", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("dir", type=Path, help="a sweep dir, a run dir, or an output root")
+    parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    parser.add_argument("--lines", type=int, default=15, help="log lines shown per failed run")
+    args = parser.parse_args(argv)
+    setup_logging()
+    root = args.dir.resolve()
+    if not root.is_dir():
+        print(f"error: {args.dir} is not a directory", file=sys.stderr)
+        return 2
+    rows = statuses(root, args.lines)
+    if not rows:
+        print(f"error: no run dirs (with config.yaml) under {args.dir}", file=sys.stderr)
+        return 2
+    if args.json:
+        for r in rows:
+            print(json.dumps(asdict(r)))
+    else:
+        print(render(rows, root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
