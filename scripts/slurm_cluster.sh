@@ -49,15 +49,12 @@ start_munge() {
   die "munged did not start (see /var/log/munge/munged.log)"
 }
 
-write_conf() {
+render_conf() {
   local host cpus mem
   host=$(hostname -s)
   cpus=$(nproc --all)
   mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
-  mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-  local tmp
-  tmp=$(mktemp)
-  cat >"$tmp" <<CONF
+  cat <<CONF
 # Written by olmotrain's scripts/slurm_cluster.sh: a one-node cluster on $host.
 ClusterName=olmotrain
 SlurmctldHost=$host
@@ -82,9 +79,18 @@ KillWait=30
 MinJobAge=600
 MpiDefault=none
 SchedulerType=sched/backfill
+# A test cluster: schedule every few seconds (a requeued job waits for the next pass).
+SchedulerParameters=sched_interval=5,bf_interval=5
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+}
+
+write_conf() {  # returns 0 when the file changed
+  mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+  local tmp
+  tmp=$(mktemp)
+  render_conf >"$tmp"
   if ! cmp -s "$tmp" "$CONF"; then
     mv "$tmp" "$CONF"
     chmod 644 "$CONF"
@@ -95,21 +101,20 @@ CONF
 }
 
 start() {
-  if healthy; then say "already running (partition $PARTITION)"; return; fi
+  if healthy && [[ -r "$CONF" ]] && cmp -s <(render_conf) "$CONF"; then
+    say "already running (partition $PARTITION)"
+    return
+  fi
   need_root start
   install_packages
   start_munge
-  if write_conf; then
-    pkill -x slurmd 2>/dev/null || true
-    pkill -x slurmctld 2>/dev/null || true
-    sleep 1
-  fi
+  if write_conf; then stop_daemons; fi
   pgrep -x slurmctld >/dev/null || slurmctld
   for _ in $(seq 50); do scontrol ping >/dev/null 2>&1 && break; sleep 0.2; done
   pgrep -x slurmd >/dev/null || slurmd
   local host
   host=$(hostname -s)
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     if healthy; then say "running: partition $PARTITION on $host ($(nproc --all) CPUs)"; return; fi
     # A node left down/drained by an earlier run comes back.
     if timeout 5 sinfo -h -N -o '%t' 2>/dev/null | grep -qE 'down|drain'; then
@@ -120,10 +125,22 @@ start() {
   die "the node did not become idle; see /var/log/slurm/slurmctld.log and slurmd.log"
 }
 
+stop_daemons() {
+  local sig
+  for sig in TERM KILL; do  # a slurmd that lost its controller can ignore TERM
+    pkill "-$sig" -x slurmd 2>/dev/null || true
+    pkill "-$sig" -x slurmctld 2>/dev/null || true
+    for _ in $(seq 50); do
+      if ! pgrep -x slurmd >/dev/null && ! pgrep -x slurmctld >/dev/null; then return 0; fi
+      sleep 0.1
+    done
+  done
+  die "slurmd/slurmctld did not stop"
+}
+
 stop() {
   need_root stop
-  pkill -x slurmd 2>/dev/null || true
-  pkill -x slurmctld 2>/dev/null || true
+  stop_daemons
   say "stopped"
 }
 

@@ -9,6 +9,7 @@ For data-mixing work they also want to see what each source actually contributed
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ from typing import Any
 import numpy as np
 from olmo_core.distributed.utils import get_rank
 from olmo_core.train.callbacks import Callback
+from olmo_core.train.callbacks import WandBCallback as _OlmoWandB
 from olmo_core.train.common import ReduceType
 
 from olmotrain.rundir import read_metrics
+
+log = logging.getLogger("olmotrain")
 
 TRAIN_LOSS = "train/CE loss"
 SOURCE_TOKENS = "data/tokens/"
@@ -138,3 +142,35 @@ class PreemptionCallback(Callback):
     def post_train(self):
         if self._previous is not None:
             signal.signal(signal.SIGUSR2, self._previous)
+
+
+@dataclass
+class WandBCallback(_OlmoWandB):
+    """olmo-core's W&B callback, made safe for long runs.
+
+    - olmo-core 3.0.0 calls ``wandb.finish(exit_code=..., quiet=True)``; wandb 0.31 removed
+      ``quiet``, so every W&B run crashed when it closed.
+    - On SLURM's SIGTERM (a requeue, a preemption) the W&B service process dies first; the next
+      ``wandb.log`` then raised and took the run down before olmo-core could save its checkpoint.
+      A W&B failure now only stops W&B (``metrics.jsonl`` keeps every step).
+    """
+
+    def log_metrics(self, step: int, metrics: dict[str, float]):
+        try:
+            super().log_metrics(step, metrics)
+        except Exception as exc:  # noqa: BLE001 - logging must never stop training
+            self._give_up(exc)
+
+    def finalize(self, exit_code: int = 0):
+        if not self.finalized:
+            self._finalized = True
+            try:
+                self.wandb.finish(exit_code=exit_code)
+            except Exception as exc:  # noqa: BLE001
+                self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        log.warning(
+            "W&B stopped working (%s: %s); training goes on without it", type(exc).__name__, exc
+        )
+        self.enabled = False

@@ -464,6 +464,10 @@ def wait_for(jobs: list, executor: str, poll_s: float = 2.0) -> None:
         ids = [str(job.job_id) for _, job in jobs]
         while any(s in ALIVE for s, _ in slurm_states(ids).values()):
             time.sleep(poll_s)
+    from olmotrain.status import render, run_status
+
+    rows = [run_status(start.run.path, {}) for start, _ in jobs]
+    print(render(rows, Path.cwd()), flush=True)
     failed = [start for start, _ in jobs if (start.run.latest_step() or 0) < start.plan.max_steps]
     if failed:
         names = ", ".join(str(s.run.path) for s in failed)

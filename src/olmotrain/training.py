@@ -106,11 +106,10 @@ def train(
         ConsoleLoggerCallback,
         GPUMemoryMonitorCallback,
         LMEvaluatorCallbackConfig,
-        WandBCallback,
     )
     from olmo_core.train.train_module import TransformerTrainModuleConfig
 
-    from olmotrain.callbacks import MetricsLogCallback, SourceTokensCallback
+    from olmotrain.callbacks import MetricsLogCallback, SourceTokensCallback, WandBCallback
     from olmotrain.model import lws_enabled, transformer_config
     from olmotrain.parallel import (
         ac_config,

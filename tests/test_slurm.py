@@ -1,0 +1,286 @@
+"""cluster=slurm on a real one-node SLURM cluster (Debian's packages, scripts/slurm_cluster.sh).
+
+Everything goes through sbatch: sweeps, preemption (USR2 and ``scontrol requeue``), a 2-task FSDP
+job, configs and code frozen at submit time, failure reports, and bad input refused before
+anything is submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, assert_one_line_error, checkpoint_steps, metrics, run_cli
+
+pytestmark = pytest.mark.slow
+SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
+CPU = ("cluster=slurm", "cluster.gpus_per_node=0")
+SMOKE = ("experiment=smoke",)
+ALIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD"}
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The one-node cluster, started by the repo's script (idempotent; needs root to start)."""
+    if subprocess.run([SCRIPT, "status"], capture_output=True).returncode != 0:
+        if os.geteuid() != 0:
+            pytest.skip("the SLURM tests start a cluster with apt and daemons: run them as root")
+        proc = subprocess.run([SCRIPT, "start"], capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return SCRIPT
+
+
+def job_of(run_dir: Path) -> str:
+    return json.loads((run_dir / "jobs.jsonl").read_text().splitlines()[-1])["job_id"]
+
+
+def job_state(job: str) -> tuple[str, str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", job, "-o", "%T|%r"], capture_output=True, text=True
+    ).stdout.strip()
+    return tuple(out.split("|")) if out else ("GONE", "")  # type: ignore[return-value]
+
+
+def wait_for(predicate, timeout: float, what: str, job: str | None = None):
+    """Poll ``predicate``; a job requeued by SLURM waits out its BeginTime hold, so release it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if job is not None and job_state(job) == ("PENDING", "BeginTime"):
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ended(job: str) -> bool:
+    return job_state(job)[0] not in ALIVE
+
+
+def max_step(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines()[:-1] if path.exists() else []  # the last may be torn
+    return max((json.loads(line)["step"] for line in lines), default=0)
+
+
+def status(path: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "olmotrain.status", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, tmp_path):
+    sweep = ("-m", "seed=1,2", *SMOKE, *CPU, "sweep_name=pair", f"output_root={tmp_path}")
+    proc = run_cli(*sweep, "cluster.wait=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = tmp_path / "sweeps" / "pair"
+    runs = [root / "seed=1", root / "seed=2"]
+    for run in runs:
+        assert checkpoint_steps(run)[-1] == 8 and metrics(run)[-1]["step"] == 8
+        assert (run / "code" / "src" / "olmotrain" / "training.py").exists()
+        assert len((run / "jobs.jsonl").read_text().splitlines()) == 1
+    assert yaml.safe_load((root / "sweep.yaml").read_text())["points"] == [
+        ["seed=1", "experiment=smoke"],
+        ["seed=2", "experiment=smoke"],
+    ]
+    assert metrics(runs[0])[-1]["loss"] != metrics(runs[1])[-1]["loss"]  # two seeds, two runs
+    assert "2 run(s): 2 done" in status(root)
+
+    # The same command again: both points are finished, nothing is submitted.
+    again = run_cli(*sweep, "cluster.wait=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already finished at step 8/8") == 2
+    assert all(len((r / "jobs.jsonl").read_text().splitlines()) == 1 for r in runs)
+
+    # Other points under the same sweep name: refused, nothing submitted.
+    other = run_cli("-m", "seed=1,3", *SMOKE, *CPU, "sweep_name=pair", f"output_root={tmp_path}")
+    assert "holds a different sweep" in assert_one_line_error(other)
+    assert not (root / "seed=3").exists()
+
+
+def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
+    slurm, embedded_data, tmp_path
+):
+    args = (
+        "model=olmo2_1m",
+        "train.max_steps=60",
+        "train.global_batch_size=4096",
+        "train.ephemeral_checkpoint_interval=1000",
+    )
+    # The uninterrupted reference trains here meanwhile.
+    reference = subprocess.Popen(
+        [sys.executable, "train.py", *args, "run_name=ref", f"output_root={tmp_path}"],
+        cwd=REPO,
+        env={**os.environ, "OLMOTRAIN_DATA_ROOT": str(REPO / "data")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wandb_env = {"WANDB_MODE": "offline", "WANDB_API_KEY": "offline-test"}
+    proc = run_cli(
+        *args, *CPU, "run_name=pre", "wandb.enabled=true", f"output_root={tmp_path}", env=wandb_env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "pre"
+    job = job_of(run)
+    planned = {
+        c["step"]
+        for c in yaml.safe_load((run / "config.yaml").read_text())["derived"]["checkpoints"]
+    }
+
+    def unplanned(low: int) -> list[int]:
+        return [s for s in checkpoint_steps(run) if s >= low and s not in planned]
+
+    # 1. SLURM's warning signal: checkpoint at the signal's step, requeue, resume.
+    wait_for(lambda: max_step(run) >= 10, 300, "step 10")
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    wait_for(lambda: job_state(job)[0] == "PENDING", 120, "the requeue")
+    first = unplanned(10)
+    assert first, checkpoint_steps(run)
+
+    # 2. An admin requeue (SIGTERM, SIGKILL after KillWait): olmo-core checkpoints on SIGTERM.
+    wait_for(lambda: max_step(run) >= first[0] + 12, 300, "progress after the resume", job=job)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    # SLURM requeues at once; the old attempt saves its checkpoint within KillWait (30 s).
+    wait_for(lambda: unplanned(first[0] + 12), 60, "the checkpoint on SIGTERM")
+    wait_for(lambda: ended(job), 600, "the job to end", job=job)
+
+    assert checkpoint_steps(run)[-1] == 60 and "1 done" in status(run)
+    log = "\n".join(p.read_text() for p in (run / "slurm" / job).glob("*_0_log.*"))
+    assert f"checkpoint saved at step {first[0]}; requeueing" in log
+    assert log.count("resumed from step") >= 2
+    # One W&B run across the three attempts.
+    wandb_id = (run / "wandb_id").read_text().strip()
+    attempts = list((run / "work" / "wandb" / "wandb").glob(f"offline-run-*-{wandb_id}"))
+    assert len(attempts) >= 3, attempts
+
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+    want = metrics(tmp_path / "ref")[-1]
+    got = metrics(run)[-1]
+    assert got["step"] == want["step"] == 60
+    assert got["loss"] == pytest.approx(want["loss"], abs=1e-5)
+
+
+def test_two_task_fsdp_job_matches_one_rank(slurm, embedded_data, tmp_path):
+    fsdp = run_cli(
+        *SMOKE,
+        *CPU,
+        "cluster.tasks_per_node=2",
+        "parallel=fsdp",
+        "cluster.wait=true",
+        f"output_root={tmp_path / 'fsdp'}",
+    )
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    run = tmp_path / "fsdp" / "smoke"
+    log = "\n".join(p.read_text() for p in (run / "slurm").glob("*/*_log.err"))
+    assert "rank 0/2" in log and "rank 1/2" in log
+    shards = {p.name for p in (run / "checkpoints" / "step8" / "model_and_optim").iterdir()}
+    assert any(s.startswith("__1_") for s in shards), shards  # rank 1 wrote its shard
+
+    # One rank through submitit's local executor: the same cluster path without SLURM.
+    one = run_cli(*SMOKE, "cluster=submitit_local", f"output_root={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    want = metrics(tmp_path / "one" / "smoke")
+    got = metrics(run)
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for a, b in zip(got, want, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=2e-4)
+
+
+def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_path):
+    repo = tmp_path / "repo"  # a checkout we can edit while the job waits
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "conf", repo / "conf")
+    shutil.copy2(REPO / "train.py", repo / "train.py")
+    env = {"PYTHONPATH": str(repo / "src")}
+    proc = run_cli(
+        *SMOKE,
+        *CPU,
+        "+cluster.additional_parameters.hold=true",  # sbatch --hold: it waits until released
+        f"output_root={tmp_path / 'runs'}",
+        script=str(repo / "train.py"),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "smoke"
+    job = job_of(run)
+    assert job_state(job)[0] == "PENDING"
+
+    # Edit the model config and break the package while the job is queued.
+    model = repo / "conf" / "model" / "olmo2_1m.yaml"
+    model.write_text(model.read_text() + "d_model: 24\n")
+    training = repo / "src" / "olmotrain" / "training.py"
+    training.write_text('raise SystemExit("edited after submit")\n' + training.read_text())
+    subprocess.run(["scontrol", "release", job], check=True)
+    wait_for(lambda: ended(job), 300, "the job to end")
+
+    assert checkpoint_steps(run)[-1] == 8, status(run)
+    frozen = yaml.safe_load((run / "config.yaml").read_text())
+    assert frozen["model"]["d_model"] is None  # the factory's own width, not the edit
+    assert frozen["derived"]["num_params"] == 236780  # olmo2_1M with the 8k vocabulary
+    log = "\n".join(p.read_text() for p in (run / "slurm").glob("*/*_0_log.err"))
+    assert f"code {run / 'code' / 'src' / 'olmotrain'}" in log
+
+
+def test_a_failed_job_is_reported_with_its_log(slurm, embedded_data, tmp_path):
+    proc = run_cli(
+        *SMOKE,
+        *CPU,
+        'cluster.setup=["echo node-setup-broke >&2","exit 3"]',
+        "cluster.wait=true",
+        f"output_root={tmp_path}",
+    )
+    assert "1 run(s) ended unfinished" in assert_one_line_error(proc)
+    report = status(tmp_path)
+    assert "failed" in report and "node-setup-broke" in report
+
+
+def test_dry_run_shows_the_sbatch_script(slurm, tmp_path):
+    proc = run_cli(*SMOKE, *CPU, "cluster.time_min=90", "dry_run=true", f"output_root={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "smoke"
+    for line in (
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --time=90",
+        "#SBATCH --requeue",
+        f"export PYTHONPATH={run / 'code' / 'src'}",
+        "srun",
+    ):
+        assert line in proc.stdout, line
+    plan = json.loads(run_cli(*SMOKE, *CPU, "dry_run=json", f"output_root={tmp_path}").stdout)
+    assert "#SBATCH --ntasks-per-node=1" in plan["sbatch"] and plan["run_name"] == "smoke"
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cluster.partition=gpu-h100"], "unknown partition 'gpu-h100'; this cluster has debug"),
+        (["cluster.gpus_per_node=8"], "cluster.gpus_per_node=8 but partition debug has no GPUs"),
+        (["cluster.nodes=4"], "cluster.nodes=4 but partition debug has 1 node(s)"),
+    ],
+)
+def test_requests_the_cluster_cannot_meet_are_refused(
+    slurm, embedded_data, tmp_path, args, message
+):
+    line = assert_one_line_error(run_cli(*SMOKE, *CPU, *args, f"output_root={tmp_path}"))
+    assert message in line
+    assert not (tmp_path / "smoke").exists()  # nothing claimed, nothing submitted
+
+
+def test_no_sbatch_on_path_is_one_line(embedded_data, tmp_path):
+    proc = run_cli(*SMOKE, *CPU, f"output_root={tmp_path}", env={"PATH": str(tmp_path)})
+    assert "needs SLURM's sbatch" in assert_one_line_error(proc)
+    assert not (tmp_path / "smoke").exists()
