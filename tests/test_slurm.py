@@ -248,14 +248,38 @@ def test_a_failed_job_is_reported_with_its_log(slurm, embedded_data, tmp_path):
 
 
 def test_dry_run_shows_the_sbatch_script(slurm, tmp_path):
-    proc = run_cli(*SMOKE, *CPU, "cluster.time_min=90", "dry_run=true", f"output_root={tmp_path}")
+    proc = run_cli(
+        *SMOKE,
+        "cluster=slurm",
+        "cluster.nodes=2",
+        "cluster.gpus_per_node=8",  # a dry run plans for the cluster, not for this machine
+        "cluster.time_min=90",
+        "cluster.account=acct",
+        "cluster.qos=high",
+        "cluster.mem_gb=64",
+        'cluster.setup=["module load cuda/12.4"]',
+        "+cluster.additional_parameters.mail-type=END",
+        "hydra.launcher.comment=ablation",  # any other hydra-submitit-launcher key
+        "dry_run=true",
+        f"output_root={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "smoke"
     for line in (
+        "data-parallel 16",  # the plan: 2 nodes x 8 GPUs
+        "#SBATCH --nodes=2",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --ntasks-per-node=8",
         "#SBATCH --signal=USR2@120",
         "#SBATCH --time=90",
         "#SBATCH --requeue",
+        "#SBATCH --account=acct",
+        "#SBATCH --qos=high",
+        "#SBATCH --mem=64GB",
+        "#SBATCH --mail-type=END",
+        "#SBATCH --comment=ablation",
         f"export PYTHONPATH={run / 'code' / 'src'}",
+        "module load cuda/12.4",
         "srun",
     ):
         assert line in proc.stdout, line
