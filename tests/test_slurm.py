@@ -217,6 +217,13 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     run = tmp_path / "runs" / "smoke"
     job = job_of(run)
     assert job_state(job)[0] == "PENDING"
+    # Submitting it again while it waits: refused as a duplicate, nothing submitted.
+    again = run_cli(
+        *SMOKE, *CPU, f"output_root={tmp_path / 'runs'}", script=str(repo / "train.py"), env=env
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"already queued or running as job {job}; not submitted again" in again.stdout
+    assert len((run / "jobs.jsonl").read_text().splitlines()) == 1
 
     # Edit the model config and break the package while the job is queued.
     model = repo / "conf" / "model" / "olmo2_1m.yaml"

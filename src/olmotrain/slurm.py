@@ -16,6 +16,7 @@ requeued job resumes from that checkpoint in the same run dir.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -36,10 +37,9 @@ from olmotrain.rundir import RunDir
 
 log = logging.getLogger("olmotrain")
 
-ALIVE = {
-    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
-}  # fmt: skip
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
+RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+ALIVE = QUEUED | RUNNING
 """SLURM job states in which a job still holds (or will take) its run dir."""
 
 GENERIC_PARAMS = {
@@ -326,20 +326,30 @@ def sbatch_script(ex: Any) -> str:
     return inner._make_submission_file_text(inner._submitit_command_str, "preview")
 
 
+@contextlib.contextmanager
+def _pythonpath_first(path: Path):
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = f"{path}:{old}" if old else str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
 def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
     """Claim the run dir, snapshot the code and submit the run; records the job in ``jobs.jsonl``."""
     start.run.claim(start.config, fresh=start.config["fresh"])
     code = start.run.path / "code"
     digest = snapshot_code(code)
     ex = make_executor(launcher_params, start, executor)
-    old = os.environ.get("PYTHONPATH")
-    if executor == "local":  # local jobs inherit this process's environment (no sbatch setup)
-        os.environ["PYTHONPATH"] = f"{code / 'src'}" + (f":{old}" if old else "")
-    try:
+    if executor == "local":  # local jobs inherit this environment (no sbatch setup lines)
+        with _pythonpath_first(code / "src"):
+            job = ex.submit(ClusterJob(str(start.run.path), start.config))
+    else:
         job = ex.submit(ClusterJob(str(start.run.path), start.config))
-    finally:
-        if executor == "local":
-            os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
     record = {
         "job_id": str(job.job_id),
         "cluster": "slurm" if executor == "slurm" else "submitit_local",

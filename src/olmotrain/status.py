@@ -20,9 +20,8 @@ import yaml
 
 from olmotrain.cli import setup_logging
 from olmotrain.rundir import RunDir, read_metrics
+from olmotrain.slurm import QUEUED, RUNNING, last_job, slurm_states
 
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
-RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
 SKIP_DIRS = {"checkpoints", "work", "code", "slurm"}
 """Parts of a run dir, never run dirs themselves."""
 
@@ -68,8 +67,6 @@ def _tail(path: Path, lines: int) -> list[str]:
 
 def run_status(path: Path, slurm: dict[str, tuple[str, str]], tail_lines: int = 15) -> RunStatus:
     """The status of the run in ``path`` (``slurm``: job states from :func:`slurm_states`)."""
-    from olmotrain.slurm import last_job
-
     run = RunDir(path)
     try:
         config = yaml.safe_load(run.config_path.read_text()) or {}
@@ -113,8 +110,6 @@ def run_status(path: Path, slurm: dict[str, tuple[str, str]], tail_lines: int = 
 
 def statuses(root: Path, tail_lines: int = 15) -> list[RunStatus]:
     """The status of every run under ``root`` (one ``squeue`` call for all of them)."""
-    from olmotrain.slurm import last_job, slurm_states
-
     runs = find_runs(root)
     jobs = [j for j in (last_job(RunDir(p)) for p in runs) if j and j["cluster"] == "slurm"]
     slurm = slurm_states([j["job_id"] for j in jobs])
