@@ -241,6 +241,34 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     assert f"code {run / 'code' / 'src' / 'olmotrain'}" in log
 
 
+def test_a_cancelled_run_is_reported_and_a_rerun_resumes_it(slurm, embedded_data, tmp_path):
+    args = (
+        "model=olmo2_1m",
+        "train.max_steps=30",
+        "train.global_batch_size=4096",
+        *CPU,
+        "run_name=cut",
+        f"output_root={tmp_path}",
+    )
+    assert run_cli(*args).returncode == 0
+    run = tmp_path / "cut"
+    job = job_of(run)
+    wait_for(lambda: max_step(run) >= 5, 300, "step 5")
+    subprocess.run(["scancel", job], check=True)  # SIGTERM: olmo-core checkpoints, no requeue
+    wait_for(lambda: ended(job), 120, "the cancelled job to end")
+    report = status(run)
+    assert "failed (cancelled)" in report and "CANCELLED" in report, report
+    step = checkpoint_steps(run)[-1]
+    assert 5 <= step < 30
+
+    again = run_cli(*args, "cluster.wait=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumes from step {step}" in again.stdout
+    assert (
+        checkpoint_steps(run)[-1] == 30 and len((run / "jobs.jsonl").read_text().splitlines()) == 2
+    )
+
+
 def test_a_failed_job_is_reported_with_its_log(slurm, embedded_data, tmp_path):
     proc = run_cli(
         *SMOKE,
