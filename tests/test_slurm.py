@@ -171,6 +171,8 @@ def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
     got = metrics(run)[-1]
     assert got["step"] == want["step"] == 60
     assert got["loss"] == pytest.approx(want["loss"], abs=1e-5)
+    # The grace period went to checkpoint + requeue: no held-out eval at the preempted steps.
+    assert [r["step"] for r in metrics(run) if any(k.startswith("eval/") for k in r)] == [60]
 
 
 def test_two_task_fsdp_job_matches_one_rank(slurm, embedded_data, tmp_path):

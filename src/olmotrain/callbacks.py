@@ -14,11 +14,11 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from olmo_core.distributed.utils import get_rank
-from olmo_core.train.callbacks import Callback
+from olmo_core.train.callbacks import Callback, EvaluatorCallback
 from olmo_core.train.callbacks import WandBCallback as _OlmoWandB
 from olmo_core.train.common import ReduceType
 
@@ -128,6 +128,8 @@ class PreemptionCallback(Callback):
     after training has stopped (see :mod:`olmotrain.slurm`).
     """
 
+    priority: ClassVar[int] = 100  # post_train before the evaluators'
+
     signaled: bool = False
     _previous: Any = field(default=None, repr=False)
 
@@ -142,6 +144,12 @@ class PreemptionCallback(Callback):
     def post_train(self):
         if self._previous is not None:
             signal.signal(signal.SIGUSR2, self._previous)
+        if self.trainer.is_canceled:  # the same on every rank (olmo-core syncs it)
+            # The grace period is for the checkpoint and the requeue, not the final held-out eval
+            # (minutes on a large model): the run evaluates when it really finishes.
+            for callback in self.trainer.callbacks.values():
+                if isinstance(callback, EvaluatorCallback):
+                    callback.eval_on_finish = False
 
 
 @dataclass
