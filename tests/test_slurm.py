@@ -145,6 +145,7 @@ def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
 
     # 1. SLURM's warning signal: checkpoint at the signal's step, requeue, resume.
     wait_for(lambda: max_step(run) >= 10, 300, "step 10")
+    assert "running" in status(run)
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     wait_for(lambda: job_state(job)[0] == "PENDING", 120, "the requeue")
     first = unplanned(10)
@@ -226,6 +227,7 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"already queued or running as job {job}; not submitted again" in again.stdout
     assert len((run / "jobs.jsonl").read_text().splitlines()) == 1
+    assert "queued (JobHeldUser)" in status(run)
 
     # Edit the model config and break the package while the job is queued.
     model = repo / "conf" / "model" / "olmo2_1m.yaml"
