@@ -27,12 +27,12 @@ need_root() { [[ $(id -u) -eq 0 ]] || die "$1 needs root (run with sudo)"; }
 
 install_packages() {
   if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
-     && command -v munged >/dev/null; then
+     && command -v munged >/dev/null && command -v pgrep >/dev/null; then
     return
   fi
-  say "installing slurmctld slurmd slurm-client munge (apt)"
+  say "installing slurmctld slurmd slurm-client munge procps (apt)"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge procps >/dev/null
 }
 
 start_munge() {
