@@ -207,21 +207,34 @@ def last_job(run: RunDir) -> dict[str, Any] | None:
     return json.loads(lines[-1]) if lines else None
 
 
-def slurm_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """``{job id: (state, reason)}`` from ``squeue`` for the jobs SLURM still knows."""
+def slurm_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """``{job id: (state, reason, batch script)}`` from ``squeue`` for the jobs SLURM still knows."""
     if not job_ids or shutil.which("squeue") is None:
         return {}
     out = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"],
+        ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%o"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     states = {}
     for line in out.stdout.splitlines():
-        job_id, state, reason = line.strip().split("|", 2)
-        states[job_id] = (state, reason)
+        job_id, state, reason, script = line.strip().split("|", 3)
+        states[job_id] = (state, reason, script)
     return states
+
+
+def run_job_state(
+    run: RunDir, job: dict[str, Any], states: dict[str, tuple[str, str, str]]
+) -> tuple[str, str] | None:
+    """SLURM's ``(state, reason)`` for ``run``'s recorded job, if SLURM still knows that job.
+
+    The job's batch script must lie in the run dir: job ids start again when a cluster is reset.
+    """
+    entry = states.get(job["job_id"])
+    if entry is None or not entry[2].startswith(f"{run.path}/"):
+        return None
+    return entry[0], entry[1]
 
 
 def live_job(run: RunDir) -> str | None:
@@ -229,7 +242,7 @@ def live_job(run: RunDir) -> str | None:
     job = last_job(run)
     if job is None or job.get("cluster") != "slurm":
         return None
-    state = slurm_states([job["job_id"]]).get(job["job_id"])
+    state = run_job_state(run, job, slurm_states([job["job_id"]]))
     return job["job_id"] if state and state[0] in ALIVE else None
 
 
@@ -472,7 +485,7 @@ def wait_for(jobs: list, executor: str, poll_s: float = 2.0) -> None:
             job.wait()
     else:
         ids = [str(job.job_id) for _, job in jobs]
-        while any(s in ALIVE for s, _ in slurm_states(ids).values()):
+        while any(s in ALIVE for s, _, _ in slurm_states(ids).values()):
             time.sleep(poll_s)
     from olmotrain.status import render, run_status
 

@@ -20,7 +20,7 @@ import yaml
 
 from olmotrain.cli import setup_logging
 from olmotrain.rundir import RunDir, read_metrics
-from olmotrain.slurm import QUEUED, RUNNING, last_job, slurm_states
+from olmotrain.slurm import QUEUED, RUNNING, last_job, run_job_state, slurm_states
 
 SKIP_DIRS = {"checkpoints", "work", "code", "slurm"}
 """Parts of a run dir, never run dirs themselves."""
@@ -42,17 +42,28 @@ class RunStatus:
     log_tail: list[str] = field(default_factory=list)
 
 
+def is_run_dir(path: Path) -> bool:
+    """A run dir holds its ``config.yaml`` and something a run wrote (not just any config.yaml)."""
+    return (path / "config.yaml").exists() and any(
+        (path / name).exists() for name in ("metrics.jsonl", "checkpoints", "jobs.jsonl")
+    )
+
+
 def find_runs(root: Path) -> list[Path]:
-    """Run dirs (holding ``config.yaml``) at or under ``root``, sorted."""
-    if (root / "config.yaml").exists():
+    """Run dirs at or under ``root``, sorted."""
+    if is_run_dir(root):
         return [root]
     found = []
-    for here, dirs, files in os.walk(root):
-        if "config.yaml" in files:
+    for here, dirs, _ in os.walk(root):
+        if is_run_dir(Path(here)):
             found.append(Path(here))
             dirs.clear()
         else:
-            dirs[:] = [d for d in dirs if d not in SKIP_DIRS and ".replaced-" not in d]
+            dirs[:] = [
+                d
+                for d in dirs
+                if d not in SKIP_DIRS and not d.startswith(".") and ".replaced-" not in d
+            ]
     return sorted(found)
 
 
@@ -65,7 +76,9 @@ def _tail(path: Path, lines: int) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
-def run_status(path: Path, slurm: dict[str, tuple[str, str]], tail_lines: int = 15) -> RunStatus:
+def run_status(
+    path: Path, slurm: dict[str, tuple[str, str, str]], tail_lines: int = 15
+) -> RunStatus:
     """The status of the run in ``path`` (``slurm``: job states from :func:`slurm_states`)."""
     run = RunDir(path)
     try:
@@ -86,8 +99,9 @@ def run_status(path: Path, slurm: dict[str, tuple[str, str]], tail_lines: int = 
     if ckpt_step is not None and max_steps is not None and ckpt_step >= max_steps:
         status.state = "done"
         return status
-    if job and job["cluster"] == "slurm" and job_id in slurm:
-        state, reason = slurm[job_id]
+    known = run_job_state(run, job, slurm) if job and job["cluster"] == "slurm" else None
+    if known is not None:
+        state, reason = known
         if state in QUEUED:
             status.state, status.detail = "queued", reason if reason != "None" else ""
             return status
@@ -161,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = statuses(root, args.lines)
     if not rows:
-        print(f"error: no run dirs (with config.yaml) under {args.dir}", file=sys.stderr)
+        print(
+            f"error: no run dirs under {args.dir} (a run dir holds config.yaml and metrics.jsonl, checkpoints/ or jobs.jsonl)",
+            file=sys.stderr,
+        )
         return 2
     if args.json:
         for r in rows:
