@@ -42,13 +42,6 @@ RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RE
 ALIVE = QUEUED | RUNNING
 """SLURM job states in which a job still holds (or will take) its run dir."""
 
-GENERIC_PARAMS = {
-    "timeout_min", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "name",
-    "stderr_to_stdout",
-}  # fmt: skip
-"""submitit's executor-independent parameters (hydra-submitit-launcher's BaseQueueConf)."""
-
-
 # -- what runs on the nodes -------------------------------------------------------------------
 
 
@@ -93,7 +86,7 @@ class ClusterJob:
         """submitit's hook on requeue: run this same job again (it resumes from the run dir)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(ClusterJob(self.run_dir, self.config))
+        return submitit.helpers.DelayedSubmission(self)
 
 
 # -- checking the cluster ---------------------------------------------------------------------
@@ -134,15 +127,8 @@ def partitions() -> dict[str, Partition]:
     return found
 
 
-def check_cluster(cluster: dict[str, Any], executor: str) -> None:
-    """One clear error for a job this cluster cannot run; nothing has been submitted yet."""
-    ranks = cluster["devices"] // cluster["nodes"]
-    cpus = ranks * (cluster["cpus_per_task"] or 1)
-    if executor == "local":
-        from olmotrain.parallel import check_devices
-
-        check_devices({"device": cluster["device"], "devices": ranks})
-        return
+def read_partitions() -> dict[str, Partition]:
+    """The SLURM cluster's partitions; one clear error when SLURM is missing or down."""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         raise UserError(
             "cluster=slurm needs SLURM's sbatch and sinfo on PATH (not found): run from a SLURM "
@@ -150,12 +136,24 @@ def check_cluster(cluster: dict[str, Any], executor: str) -> None:
             "scripts/slurm_cluster.sh start"
         )
     try:
-        found = partitions()
+        return partitions()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = (getattr(exc, "stderr", "") or "").strip().splitlines()
         raise UserError(
             f"sinfo failed ({detail[-1] if detail else exc}); is the SLURM controller up?"
         ) from exc
+
+
+def check_cluster(cluster: dict[str, Any], found: dict[str, Partition] | None) -> None:
+    """One clear error for a job the cluster cannot run (``found``: its partitions, ``None`` for
+    local jobs, checked against this machine); nothing has been submitted yet."""
+    ranks = cluster["devices"] // cluster["nodes"]
+    cpus = ranks * (cluster["cpus_per_task"] or 1)
+    if found is None:
+        from olmotrain.parallel import check_devices
+
+        check_devices({"device": cluster["device"], "devices": ranks})
+        return
     names = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in found.values())
     wanted = cluster["partition"]
     if wanted is None:
@@ -237,13 +235,17 @@ def run_job_state(
     return entry[0], entry[1]
 
 
-def live_job(run: RunDir) -> str | None:
-    """The id of a SLURM job that still holds ``run`` (queued or running), if any."""
-    job = last_job(run)
-    if job is None or job.get("cluster") != "slurm":
-        return None
-    state = run_job_state(run, job, slurm_states([job["job_id"]]))
-    return job["job_id"] if state and state[0] in ALIVE else None
+def live_jobs(runs: Sequence[RunDir]) -> dict[Path, str]:
+    """``{run dir: job id}`` for the runs a SLURM job still holds (queued or running); one ``squeue``."""
+    jobs = {
+        run.path: (run, job) for run in runs if (job := last_job(run)) and job["cluster"] == "slurm"
+    }
+    states = slurm_states([job["job_id"] for _, job in jobs.values()])
+    return {
+        path: job["job_id"]
+        for path, (run, job) in jobs.items()
+        if (state := run_job_state(run, job, states)) and state[0] in ALIVE
+    }
 
 
 def snapshot_code(dest: Path) -> str:
@@ -307,28 +309,34 @@ def executor_params(
         if k not in ("submitit_folder", "max_num_timeout", "_target_")
     }
     params.update({k: v for k, v in ours.items() if v is not None or k not in params})
+    from dataclasses import fields
+
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    # Keys every submitit executor takes go unprefixed, as hydra-submitit-launcher does.
+    generic = {f.name for f in fields(BaseQueueConf)}
     slurm_only = {"partition", "account", "qos", "constraint", "signal_delay_s", "setup", "additional_parameters"}  # fmt: skip
     return {
-        k if k in GENERIC_PARAMS else f"{'slurm' if k in slurm_only else executor}_{k}": v
+        k if k in generic else f"{'slurm' if k in slurm_only else executor}_{k}": v
         for k, v in params.items()
         if v is not None
     }
 
 
-def make_executor(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
+def make_executor(
+    launcher_params: dict[str, Any], config: dict[str, Any], run_dir: Path, executor: str
+) -> Any:
     """A submitit executor for one run: logs in ``RUN_DIR/slurm/<job id>/``."""
     import submitit
 
-    cluster = start.config["cluster"]
+    cluster = config["cluster"]
     ex = submitit.AutoExecutor(
-        folder=start.run.path / "slurm" / "%j",
+        folder=run_dir / "slurm" / "%j",
         cluster=executor,
         **{f"{executor}_max_num_timeout": cluster["max_num_timeout"]},
     )
     ex.update_parameters(
-        **executor_params(
-            launcher_params, cluster, start.plan.run_name, executor, start.run.path / "code"
-        )
+        **executor_params(launcher_params, cluster, config["run_name"], executor, run_dir / "code")
     )
     return ex
 
@@ -357,7 +365,7 @@ def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
     start.run.claim(start.config, fresh=start.config["fresh"])
     code = start.run.path / "code"
     digest = snapshot_code(code)
-    ex = make_executor(launcher_params, start, executor)
+    ex = make_executor(launcher_params, start.config, start.run.path, executor)
     if executor == "local":  # local jobs inherit this environment (no sbatch setup lines)
         with _pythonpath_first(code / "src"):
             job = ex.submit(ClusterJob(str(start.run.path), start.config))
@@ -405,33 +413,36 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     setup_logging()
     executor = launcher._EXECUTOR  # "slurm" or "local"
     points = name_points(launcher.config, job_overrides)
-    checked, dry = [], False
+    checked, dry, found = [], False, None
     for idx, overrides in enumerate(points, initial_job_idx):
         config, plan, mode = plan_run(_compose(launcher, overrides, idx))
         if mode is not None:
             dry = True
             _print_dry_run(launcher.params, config, plan, mode, executor)
             continue
-        check_cluster(config["cluster"], executor)
+        if executor == "slurm" and found is None:
+            found = read_partitions()  # once per sweep
+        check_cluster(config["cluster"], found)
         start = check_run(config, plan, local=False)
         start.run = RunDir(start.run.path.resolve())  # jobs may start in another directory
-        checked.append((overrides, start, live_job(start.run)))
+        checked.append((overrides, start))
     if dry:
         return [_job_return(o, "dry run") for o in points]
+    alive = live_jobs([start.run for _, start in checked])
 
     record_sweep(launcher.config, job_overrides)
     jobs, returns = [], []
-    for overrides, start, alive in checked:
+    for overrides, start in checked:
         name = start.plan.run_name
         if start.finished_step is not None:
             print(start.finished_message())
             returns.append(_job_return(overrides, "finished"))
             continue
-        if alive:
+        if job_id := alive.get(start.run.path):
             print(
-                f"olmotrain: {name} is already queued or running as job {alive}; not submitted again"
+                f"olmotrain: {name} is already queued or running as job {job_id}; not submitted again"
             )
-            returns.append(_job_return(overrides, f"job {alive}"))
+            returns.append(_job_return(overrides, f"job {job_id}"))
             continue
         step = start.run.latest_step()
         job = submit(launcher.params, start, executor)
@@ -454,19 +465,20 @@ def _status_target(config: Any, checked: list) -> str:
 
 def _print_dry_run(params: dict, config: dict, plan: Any, mode: str, executor: str) -> None:
     """The plan, and for SLURM the sbatch script each run would be submitted with."""
-    from olmotrain.startup import Startup, print_plan
+    from olmotrain.startup import print_plan
 
-    start = Startup(config, plan, RunDir(Path(plan.run_dir)), {}, None)
+    script = None
+    if executor == "slurm":
+        script = sbatch_script(
+            make_executor(params, config, Path(plan.run_dir).resolve(), executor)
+        )
     if mode == "json":
-        out = json.loads(plan.to_json())
-        if executor == "slurm":
-            out["sbatch"] = sbatch_script(make_executor(params, start, executor))
-        print(json.dumps(out))
+        print(json.dumps({**json.loads(plan.to_json()), **({"sbatch": script} if script else {})}))
         return
     print_plan(plan, mode)
-    if executor == "slurm":
+    if script:
         print("\nsbatch script (submitted per run; RUN_DIR/slurm/<job id>/ holds its logs):\n")
-        print(sbatch_script(make_executor(params, start, executor)))
+        print(script)
 
 
 def _job_return(overrides: Sequence[str], value: str) -> Any:
