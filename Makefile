@@ -1,4 +1,4 @@
-# olmotrain: `make train` trains the embedded default end to end, `make test` runs the tests.
+# olmotrain: `make train` trains the CPU demo end to end, `make test` runs the tests.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -20,8 +20,8 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 data: setup  ## build the embedded dataset (offline; skipped when already built)
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.embedded --root $(DATA_ROOT)/embedded
 
-train: data  ## train the embedded default and print where the results are
-	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) train.py $(ARGS)
+train: data  ## train the CPU demo (experiment=cpu_demo) and print where the results are
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) train.py experiment=cpu_demo $(ARGS)
 
 test: setup  ## the whole suite (CPU); exit 5 (no tests collected) is a failure
 	$(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)

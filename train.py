@@ -1,6 +1,6 @@
 """olmotrain: train an OLMo model with olmo-core, configured by Hydra.
 
-    python train.py                                   # the embedded CPU default, end to end
+    python train.py experiment=cpu_demo               # the CPU demo (make train), end to end
     python train.py model=olmo2_30m schedule=wsds chinchilla_multiple=4 dry_run=true
     python train.py -m model=olmo2_1m,olmo2_14m       # a sweep
 
@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from olmotrain.cli import guard, setup_logging, user_errors
-from olmotrain.plan import Plan, render_table
-from olmotrain.startup import check_run, plan_run, print_plan
+from olmotrain.cli import guard, user_errors
+from olmotrain.console import setup_logging
+from olmotrain.plan.plan import Plan, render_table
+from olmotrain.train.startup import check_run, plan_run, print_plan
 
 if TYPE_CHECKING:
-    from olmotrain.rundir import RunDir
-    from olmotrain.training import TrainResult
+    from olmotrain.train.rundir import RunDir
+    from olmotrain.train.trainer import TrainResult
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -37,22 +38,22 @@ def main(cfg: DictConfig) -> None:
         return
 
     # 2. Devices, data, run dir (resume it, refuse a different run, or report a finished one).
-    from olmotrain.data import heldout_baseline
-    from olmotrain.launch import run_local_ranks
-    from olmotrain.parallel import device_type
-    from olmotrain.training import TrainResult, train
+    from olmotrain.data.mix import heldout_baseline
+    from olmotrain.launch.local import run_local_ranks
+    from olmotrain.model.parallel import device_type
+    from olmotrain.train.trainer import TrainResult, train
 
     start = check_run(config, plan, local=True)
     if start.finished_step is not None:
         print(start.finished_message())
         return
     run = start.run
-    run.claim(config, fresh=cfg.fresh)
+    run.claim(config, fresh=config.fresh)
     print(render_table(plan), file=sys.stderr)
 
     # 3. Train with olmo-core: in this process, or one process per local device.
-    if config["cluster"]["devices"] > 1:
-        run_local_ranks(run.path, config["cluster"]["devices"], device_type(config["cluster"]))
+    if config.cluster.devices > 1:
+        run_local_ranks(run.path, config.cluster.devices, device_type(config.cluster.device))
     else:
         train(config, plan, run)
     result = TrainResult.from_run(run)
@@ -65,7 +66,7 @@ def print_summary(
     plan: Plan, run: RunDir, result: TrainResult, baseline: tuple[float, dict[str, int]] | None
 ) -> None:
     """Final losses, the held-out loss against the unigram baseline, and where things are."""
-    from olmotrain.data import pooled_eval_loss
+    from olmotrain.data.mix import pooled_eval_loss
 
     print(f"\nolmotrain: {plan.run_name} finished at step {result.final_step}/{plan.max_steps}")
     if result.train_loss is not None:

@@ -284,7 +284,7 @@ def machine() -> str:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from olmotrain.prepare import resolve_tokenizer
+    from olmotrain.data.tokenizer import resolve_tokenizer
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = ROOT / "bench" / "results"

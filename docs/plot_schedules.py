@@ -13,9 +13,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from olmotrain.config import compose  # noqa: E402
-from olmotrain.plan import build_plan, resolved_container  # noqa: E402
-from olmotrain.training import scheduler  # noqa: E402
+from olmotrain.config.compose import compose  # noqa: E402
+from olmotrain.plan.plan import build_plan  # noqa: E402
+from olmotrain.plan.resolvers import resolve  # noqa: E402
+from olmotrain.train.trainer import scheduler  # noqa: E402
 
 BASE = ["model=olmo2_30m", "chinchilla_multiple=4", "data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
 
@@ -23,7 +24,7 @@ BASE = ["model=olmo2_30m", "chinchilla_multiple=4", "data=olmo_mix_v1_5", "token
 def main(overrides: list[str]) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for name in ("wsds", "wsd", "cosine", "constant"):
-        c = resolved_container(compose([*BASE, *overrides, f"schedule={name}"]))
+        c = resolve(compose([*BASE, *overrides, f"schedule={name}"]))
         plan = build_plan(c)
         sched = scheduler(c, plan)
         tokens = range(0, plan.duration_tokens + 1, plan.batch_size_tokens)

@@ -12,9 +12,10 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from olmotrain import chinchilla, resolvers
-from olmotrain.config import compose, group_options
+from olmotrain import chinchilla
+from olmotrain.config.compose import compose, group_options
 from olmotrain.errors import UserError
+from olmotrain.plan import resolvers
 
 # N = num_non_embedding_params with the gpt-neox-olmo vocabulary padded to 50,304.
 N_30M = 16_290_048

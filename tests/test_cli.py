@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO, assert_one_line_error, dry_run_json, run_cli
 from omegaconf import OmegaConf
 
-from olmotrain.config import compose
+from olmotrain.config.compose import compose
+from olmotrain.plan import resolvers  # noqa: F401  (registers the olmotrain.* resolvers)
 
 REAL = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
 CONTRACT = {

@@ -49,6 +49,7 @@ def mix_args(root, prose_repetition=3.0):
     return [
         "model=olmo2_1m",
         "train.max_steps=12",
+        "train.global_batch_size=8192",
         sources,
         "data.name=three",
         "data.eval=null",
@@ -170,10 +171,10 @@ def test_shipped_mixes_compose_and_fit(embedded_data):
         ("embedded_code_heavy", [0.9, 0.1]),
         ("embedded_prose_heavy", [0.6, 0.4]),
     ):
-        plan = dry_run_json(f"data={name}")
+        plan = dry_run_json("experiment=cpu_demo", f"data={name}")
         sources = plan["data"]["sources"]
         assert all(s["fits"] for s in sources) and plan["data"]["problems"] == []
         if shares:
             assert [s["ratio"] for s in sources] == shares
-    prose = dry_run_json("data=embedded_prose_heavy")["data"]["sources"][1]
+    prose = dry_run_json("experiment=cpu_demo", "data=embedded_prose_heavy")["data"]["sources"][1]
     assert prose["repetition"] > 1  # the small prose source is repeated to give 40%

@@ -1,6 +1,6 @@
 """OpenELM layer-wise scaling against Apple's published shapes and olmo-core itself (no mocks).
 
-Expected values are not derived with olmotrain.lws:
+Expected values are not derived with olmotrain.model.lws:
 - OpenELM-270M's per-layer heads are Apple's published config.json (huggingface.co/apple/OpenELM-270M,
   mirrored e.g. at huggingface.co/TinyPixel/OpenELM-270M/blob/main/config.json):
   ``num_query_heads``, ``num_kv_heads``, ``ffn_multipliers`` with ``ffn_dim_divisor: 256``.
@@ -26,7 +26,7 @@ from olmo_core.nn.transformer import TransformerBlockType, TransformerConfig
 from omegaconf import OmegaConf
 
 from olmotrain.errors import UserError
-from olmotrain.lws import (
+from olmotrain.model.lws import (
     LayerShape,
     apply_lws,
     layer_multipliers,
@@ -276,7 +276,7 @@ def test_scale_output_projections_on_fsdp_dtensors(tmp_path):
         from torch.distributed.fsdp import fully_shard
         from torch.distributed.tensor import DTensor
         from test_lws import tiny_model, output_scales, TINY_LWS
-        from olmotrain.lws import scale_output_projections
+        from olmotrain.model.lws import scale_output_projections
         dist.init_process_group("gloo", rank=0, world_size=1)
         plain, model = tiny_model(), tiny_model()
         for block in model.blocks.values():

@@ -14,7 +14,12 @@ from conftest import (
 )
 
 STEPS = 8
-RUN = ["model=olmo2_1m", f"train.max_steps={STEPS}", "train.ephemeral_checkpoint_interval=3"]
+RUN = [
+    "model=olmo2_1m",
+    f"train.max_steps={STEPS}",
+    "train.global_batch_size=8192",
+    "train.ephemeral_checkpoint_interval=3",
+]
 
 
 def losses(run_dir):
@@ -127,7 +132,12 @@ def test_gqa_changes_n_and_everything_downstream():
 
 
 def test_plan_shows_data_parallel_micro_batch_and_accumulation():
-    plan = dry_run_json("model=olmo2_1m", "cluster.devices=2", "train.micro_batch_size=2")
+    plan = dry_run_json(
+        "model=olmo2_1m",
+        "cluster.devices=2",
+        "train.micro_batch_size=2",
+        "train.global_batch_size=8192",
+    )
     assert plan["dp_size"] == 2 and plan["parallel"] == "fsdp"
     assert plan["batch_size_instances"] == 16 and plan["micro_batch_instances"] == 2
     assert plan["grad_accum_steps"] == 4  # 16 sequences / 2 ranks / 2 per micro-batch
@@ -170,7 +180,7 @@ def test_hsdp_replicas_must_divide_the_ranks(tmp_path):
 
 
 def test_micro_batch_follows_model_size_and_device():
-    from olmotrain.parallel import CPU_MICRO_BATCH_TOKENS, max_micro_batch_tokens
+    from olmotrain.model.parallel import CPU_MICRO_BATCH_TOKENS, max_micro_batch_tokens
 
     assert max_micro_batch_tokens(2_000_000, "cpu") == CPU_MICRO_BATCH_TOKENS
     # olmo-core's ladder table for an 80 GB H100 (no GPU here, so no memory scaling).

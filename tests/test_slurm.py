@@ -89,7 +89,7 @@ def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, 
     runs = [root / "seed=1", root / "seed=2"]
     for run in runs:
         assert checkpoint_steps(run)[-1] == 8 and metrics(run)[-1]["step"] == 8
-        assert (run / "code" / "src" / "olmotrain" / "training.py").exists()
+        assert (run / "code" / "src" / "olmotrain" / "train" / "trainer.py").exists()
         assert len((run / "jobs.jsonl").read_text().splitlines()) == 1
     assert yaml.safe_load((root / "sweep.yaml").read_text())["points"] == [
         ["seed=1", "experiment=smoke"],
@@ -232,7 +232,7 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     # Edit the model config and break the package while the job is queued.
     model = repo / "conf" / "model" / "olmo2_1m.yaml"
     model.write_text(model.read_text() + "d_model: 24\n")
-    training = repo / "src" / "olmotrain" / "training.py"
+    training = repo / "src" / "olmotrain" / "train" / "trainer.py"
     training.write_text('raise SystemExit("edited after submit")\n' + training.read_text())
     subprocess.run(["scontrol", "release", job], check=True)
     wait_for(lambda: ended(job), 300, "the job to end")

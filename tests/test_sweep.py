@@ -8,7 +8,8 @@ import pytest
 import yaml
 from conftest import assert_one_line_error, run_cli
 
-from olmotrain.sweep import point_names, sweep_name
+from olmotrain.config.naming import sweep_name
+from olmotrain.launch.sweep import point_names
 
 
 def test_sweep_name_is_the_training_overrides_sorted():

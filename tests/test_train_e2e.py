@@ -11,7 +11,12 @@ from conftest import REPO, assert_one_line_error, checkpoint_steps, kill_at_step
 pytestmark = pytest.mark.slow
 
 # olmo2_1m on the embedded data: ~1 s a step on 2 cores.
-RUN = ["model=olmo2_1m", "train.max_steps=10", "train.ephemeral_checkpoint_interval=3"]
+RUN = [
+    "model=olmo2_1m",
+    "train.max_steps=10",
+    "train.global_batch_size=8192",
+    "train.ephemeral_checkpoint_interval=3",
+]
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,9 @@ BETA2_LARGE_BATCH_TOKENS = 524_288
 
 MAX_WARMUP_FRACTION = 0.05
 
+DEFAULT_SEQUENCE_LENGTH = 8192
+"""The plan's fixed context (seed 000): every run uses it unless its data wants shorter."""
+
 
 def next_power_of_two(x: int) -> int:
     """The smallest power of two >= ``x`` (``x`` itself when it already is one)."""

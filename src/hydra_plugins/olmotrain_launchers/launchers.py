@@ -1,7 +1,7 @@
 """olmotrain's Hydra launchers (Hydra loads launchers only from the ``hydra_plugins`` package).
 
 Thin subclasses of Hydra's basic launcher and hydra-submitit-launcher's launchers; the work is in
-:mod:`olmotrain.sweep` (run dirs named by the points, resumable sweeps) and :mod:`olmotrain.slurm`
+:mod:`olmotrain.launch.sweep` (run dirs named by the points, resumable sweeps) and :mod:`olmotrain.launch.slurm`
 (frozen configs, one job per point, preemption-safe requeue). Imports stay light: Hydra imports
 this module at every start.
 """
@@ -19,7 +19,7 @@ class BasicLauncher(HydraBasicLauncher):
     """Hydra's basic launcher (points run here, one after another) with olmotrain's sweep dirs."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from olmotrain.sweep import name_points, record_sweep
+        from olmotrain.launch.sweep import name_points, record_sweep
 
         assert self.config is not None
         named = name_points(self.config, job_overrides)
@@ -31,7 +31,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
     """hydra-submitit-launcher's SLURM launcher: one job per point, config frozen at submit."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from olmotrain.slurm import launch
+        from olmotrain.launch.slurm import launch
 
         return launch(self, job_overrides, initial_job_idx)
 
@@ -40,6 +40,6 @@ class SubmititLocalLauncher(submitit_launcher.LocalLauncher):
     """The SLURM path with local subprocesses for jobs (no SLURM needed)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from olmotrain.slurm import launch
+        from olmotrain.launch.slurm import launch
 
         return launch(self, job_overrides, initial_job_idx)

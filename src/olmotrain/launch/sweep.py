@@ -9,13 +9,12 @@ command finds the same run dirs, so finished points are reported and unfinished 
 
 olmotrain's Hydra launchers (``hydra_plugins/olmotrain_launchers``) name the points with
 :func:`name_points`: the basic one runs them here, one after another; the SLURM ones
-(:mod:`olmotrain.slurm`) submit one job per point.
+(:mod:`olmotrain.launch.slurm`) submit one job per point. The sweep dir's name comes from
+:func:`olmotrain.config.naming.sweep_name` (a resolver of ``hydra.sweep.dir``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,46 +22,10 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
+from olmotrain.config.naming import names_run, override_key, slug
 from olmotrain.errors import UserError
-from olmotrain.rundir import IGNORED_KEYS
 
 RECORD = "sweep.yaml"
-NOT_NAMING = IGNORED_KEYS | {"hydra", "sweep_name"}
-"""Override keys that say where or how a run executes, not what it trains: they never name a
-sweep or a point, and two points differing only in them would be the same run."""
-
-
-def override_key(override: str) -> str:
-    """The key of a ``key=value`` override (``+``/``++``/``~`` prefixes dropped)."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def names_run(key: str) -> bool:
-    """Whether ``key`` (``cluster.nodes``, ``model``, ...) changes what a run trains."""
-    parts = key.split(".")
-    return not any(".".join(parts[: i + 1]) in NOT_NAMING for i in range(len(parts)))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
-
-
-def sweep_name(explicit: str | None, task_overrides: Sequence[str]) -> str:
-    """The sweep's name: ``sweep_name`` when given, else its training overrides, sorted.
-
-    ``-m model=olmo2_1m,olmo2_14m seed=1`` -> ``model=olmo2_1m,olmo2_14m+seed=1``; long names
-    are cut and end in a hash of the whole, so different sweeps never share a name.
-    """
-    if explicit:
-        if "/" in explicit or explicit.startswith("."):
-            raise UserError(f"sweep_name={explicit} must be a plain name (no '/', no leading '.')")
-        return explicit
-    parts = sorted(o for o in task_overrides if names_run(override_key(o)))
-    name = _slug("+".join(parts)) or "default"
-    if len(name) > 120:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-        name = f"{name[:100]}-{digest}"
-    return name
 
 
 def point_names(job_overrides: Sequence[Sequence[str]]) -> list[str] | None:
@@ -78,7 +41,7 @@ def point_names(job_overrides: Sequence[Sequence[str]]) -> list[str] | None:
     ]
     keys = [k for k in dict.fromkeys(k for v in values for k in v)]
     swept = [k for k in keys if len({v.get(k) for v in values}) > 1]
-    names = [_slug(",".join(v[k] for k in swept if k in v)) or "default" for v in values]
+    names = [slug(",".join(v[k] for k in swept if k in v)) or "default" for v in values]
     for i, name in enumerate(names):
         if (j := names.index(name)) != i:
             raise UserError(

@@ -1,8 +1,8 @@
 """The run plan: everything a run will do, from the config alone, before any expensive work.
 
-``build_plan`` reads a composed config (resolving ``derived.*`` through the Chinchilla resolvers),
-counts FLOPs on a meta-device model (no weights allocated), and looks at the data files without
-reading them. Data problems are reported in the plan, never raised, so a run on remote or
+``build_plan`` reads a resolved run config (``derived.*`` filled by the Chinchilla resolvers,
+:func:`olmotrain.plan.resolvers.resolve`), counts FLOPs on a meta-device model (no weights
+allocated), and looks at the data files without reading them. Data problems are reported in the plan, never raised, so a run on remote or
 not-yet-built data can be planned offline. ``dry_run=true`` prints :func:`render_table`,
 ``dry_run=json`` prints :func:`Plan.to_json` (a contract other tools read).
 """
@@ -15,13 +15,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from olmotrain import chinchilla
-from olmotrain.data import data_report
+from olmotrain.config.schema import RunConfig
+from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
-from olmotrain.model import padded_vocab_size, transformer_config
-from olmotrain.parallel import parallel_name
+from olmotrain.model.build import padded_vocab_size, transformer_config
+from olmotrain.model.parallel import attention_backend, cuda_available, parallel_name
 
 
 @dataclass
@@ -71,6 +70,9 @@ class Plan:
     run_name: str
     run_dir: str
     data: dict[str, Any]
+    origins: dict[str, str] = field(default_factory=dict)
+    """Where a value came from when the Chinchilla law did not decide it alone (the setting, or
+    the data config), e.g. ``{"batch_size_tokens": "train.global_batch_size"}``."""
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -78,27 +80,22 @@ class Plan:
         return json.dumps(asdict(self), sort_keys=False)
 
 
-def resolved_container(cfg: DictConfig) -> dict[str, Any]:
-    """The config as plain Python, every interpolation and resolver evaluated once."""
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def build_plan(c: dict[str, Any]) -> Plan:
-    """Derive the plan from a resolved config. Raises ``UserError`` for impossible settings."""
-    d, t = c["derived"], c["train"]
-    model_cfg = transformer_config(c["model"], c["tokenizer"]["vocab_size"])
+def build_plan(c: RunConfig) -> Plan:
+    """Derive the plan from a resolved run config. Raises ``UserError`` for impossible settings."""
+    d, t = c.derived, c.train
+    model_cfg = transformer_config(c.model, c.tokenizer.vocab_size)
     attn = model_cfg.block.sequence_mixer
-    n = d["num_non_embedding_params"]
-    devices = c["cluster"]["devices"]
+    n = d.num_non_embedding_params
+    devices = c.cluster.devices
     batch = chinchilla.plan_batch(
-        d["target_batch_tokens"],
-        t["sequence_length"],
+        d.target_batch_tokens,
+        t.sequence_length,
         devices,
-        t["micro_batch_size"],
-        d["max_micro_batch_tokens"],
+        t.micro_batch_size,
+        d.max_micro_batch_tokens,
     )
-    lengths = chinchilla.period_lengths(d["period_ends"])
-    schedule = c["schedule"]["name"]
+    lengths = chinchilla.period_lengths(d.period_ends)
+    schedule = c.schedule.name
     warnings = []
     if batch.off_target > 0.10:
         warnings.append(
@@ -106,61 +103,77 @@ def build_plan(c: dict[str, Any]) -> Plan:
             f"{batch.target_tokens:,} (whole sequences x micro-batch x data-parallel)"
         )
     if schedule == "wsds":
-        first_decay = round(t["decay_fraction"] * lengths[0])
-        if d["warmup_tokens"] + first_decay > lengths[0]:
+        first_decay = round(t.decay_fraction * lengths[0])
+        if d.warmup_tokens + first_decay > lengths[0]:
             raise UserError(
-                f"WSD-S: warmup ({d['warmup_tokens']:,} tokens) + first decay ({first_decay:,}) "
+                f"WSD-S: warmup ({d.warmup_tokens:,} tokens) + first decay ({first_decay:,}) "
                 f"exceed the first period ({lengths[0]:,}); raise train.tokens_per_param or use schedule=cosine"
             )
-    flops_per_token = _flops_per_token(model_cfg, t["sequence_length"])
+    origins = {
+        "batch_size_tokens": "chinchilla law"
+        if t.global_batch_size is None
+        else "train.global_batch_size",
+        "sequence_length": _sequence_origin(c),
+        "duration_tokens": "chinchilla_multiple" if t.max_steps is None else "train.max_steps",
+    }
+    flops_per_token = _flops_per_token(model_cfg, t.sequence_length)
     backend = _planned_backend(c, warnings)
-    data = data_report(c["data"], c["tokenizer"]["vocab_size"], d["duration_tokens"])
+    data = data_report(c.data, c.tokenizer.vocab_size, d.duration_tokens)
     return Plan(
-        model=c["model"]["name"],
-        factory=c["model"]["factory"],
-        num_params=d["num_params"],
+        model=c.model.name,
+        factory=c.model.factory,
+        num_params=d.num_params,
         num_non_embedding_params=n,
         d_model=model_cfg.d_model,
         n_layers=model_cfg.n_layers,
         n_heads=attn.n_heads,
         n_kv_heads=attn.n_kv_heads or attn.n_heads,
-        vocab_size=c["tokenizer"]["vocab_size"],
-        padded_vocab_size=padded_vocab_size(c["tokenizer"]["vocab_size"]),
-        tokenizer=c["tokenizer"]["name"],
-        sequence_length=t["sequence_length"],
+        vocab_size=c.tokenizer.vocab_size,
+        padded_vocab_size=padded_vocab_size(c.tokenizer.vocab_size),
+        tokenizer=c.tokenizer.name,
+        sequence_length=t.sequence_length,
         target_batch_tokens=batch.target_tokens,
         batch_size_tokens=batch.tokens,
         batch_size_instances=batch.instances,
         micro_batch_instances=batch.micro_batch_instances,
         grad_accum_steps=batch.grad_accum_steps,
         dp_size=devices,
-        parallel=parallel_name(c["parallel"], devices),
+        parallel=parallel_name(c.parallel, devices),
         attn_backend=backend,
-        activation_checkpointing=c["parallel"]["activation_checkpointing"],
-        compile=c["parallel"]["compile"],
+        activation_checkpointing=c.parallel.activation_checkpointing,
+        compile=c.parallel.compile,
         layers=layer_shapes(model_cfg),
-        lr=d["lr"],
-        betas=d["betas"],
-        weight_decay=t["weight_decay"],
-        chinchilla_multiple=c["chinchilla_multiple"],
-        tokens_per_param=t["tokens_per_param"],
-        warmup_tokens=d["warmup_tokens"],
-        duration_tokens=d["duration_tokens"],
-        max_steps=d["max_steps"],
+        lr=d.lr,
+        betas=list(d.betas),
+        weight_decay=t.weight_decay,
+        chinchilla_multiple=c.chinchilla_multiple,
+        tokens_per_param=t.tokens_per_param,
+        warmup_tokens=d.warmup_tokens,
+        duration_tokens=d.duration_tokens,
+        max_steps=d.max_steps,
         schedule=schedule,
-        decay_fraction=t["decay_fraction"],
-        period_multiples=d["period_multiples"],
-        period_ends=d["period_ends"],
+        decay_fraction=t.decay_fraction,
+        period_multiples=list(d.period_multiples),
+        period_ends=list(d.period_ends),
         period_lengths=lengths,
-        checkpoints=d["checkpoints"],
+        checkpoints=[asdict(ck) for ck in d.checkpoints],
         flops_per_token=flops_per_token,
-        total_flops=flops_per_token * d["duration_tokens"],
-        seed=c["seed"],
-        run_name=c["run_name"],
-        run_dir=os.path.join(c["output_root"], c["run_name"]),
+        total_flops=flops_per_token * d.duration_tokens,
+        seed=c.seed,
+        run_name=c.run_name,
+        run_dir=os.path.join(c.output_root, c.run_name),
         data=data,
+        origins=origins,
         warnings=warnings,
     )
+
+
+def _sequence_origin(c: RunConfig) -> str:
+    if c.train.sequence_length == c.data.sequence_length:
+        return f"from data={c.data.name}: short documents"
+    if c.train.sequence_length == chinchilla.DEFAULT_SEQUENCE_LENGTH:
+        return "the plan's fixed context"
+    return "train.sequence_length"
 
 
 def layer_shapes(model_cfg: Any) -> list[dict[str, int]]:
@@ -179,12 +192,10 @@ def layer_shapes(model_cfg: Any) -> list[dict[str, int]]:
     return shapes
 
 
-def _planned_backend(c: dict[str, Any], warnings: list[str]) -> str:
+def _planned_backend(c: RunConfig, warnings: list[str]) -> str:
     """The attention backend on this machine; a plan made elsewhere (no GPU here) only warns."""
-    from olmotrain.parallel import attention_backend, cuda_available
-
-    wanted = c["model"]["attn_backend"]
-    device = "cuda" if c["cluster"]["device"] in ("auto", "cuda") and cuda_available() else "cpu"
+    wanted = c.model.attn_backend
+    device = "cuda" if c.cluster.device in ("auto", "cuda") and cuda_available() else "cpu"
     try:
         return attention_backend(wanted, device)
     except UserError as exc:
@@ -227,12 +238,13 @@ def render_table(plan: Plan) -> str:
             "tokenizer",
             f"{p.tokenizer}: vocab {p.vocab_size:,} (embedding padded to {p.padded_vocab_size:,})",
         ),
-        ("sequence length", f"{p.sequence_length:,}"),
+        ("sequence length", f"{p.sequence_length:,} ({p.origins['sequence_length']})"),
         (
             "batch",
             f"{p.batch_size_tokens:,} tokens = {p.batch_size_instances} x {p.sequence_length} "
-            f"(target {p.target_batch_tokens:,}); micro-batch {p.micro_batch_instances} seq, "
-            f"grad accumulation {p.grad_accum_steps}, data-parallel {p.dp_size}",
+            f"(target {p.target_batch_tokens:,}, {_batch_origin(p)}); micro-batch "
+            f"{p.micro_batch_instances} seq, grad accumulation {p.grad_accum_steps}, "
+            f"data-parallel {p.dp_size}",
         ),
         (
             "parallelism",
@@ -244,11 +256,7 @@ def render_table(plan: Plan) -> str:
             f"SkipStepAdamW lr {p.lr:.4g}, betas ({p.betas[0]}, {p.betas[1]}), "
             f"weight decay {p.weight_decay} (none on embeddings)",
         ),
-        (
-            "duration",
-            f"{p.duration_tokens:,} tokens ({_tokens(p.duration_tokens)}) = {p.max_steps:,} steps "
-            f"= {p.chinchilla_multiple:g} x Chinchilla ({p.tokens_per_param:g} tokens/param)",
-        ),
+        ("duration", _duration_line(p)),
         (
             "warmup",
             f"{p.warmup_tokens:,} tokens ({p.warmup_tokens / p.batch_size_tokens:.1f} steps)",
@@ -291,6 +299,22 @@ def render_table(plan: Plan) -> str:
     for warning in p.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
+
+
+def _duration_line(p: Plan) -> str:
+    head = f"{p.duration_tokens:,} tokens ({_tokens(p.duration_tokens)}) = {p.max_steps:,} steps"
+    chinchilla_tokens = p.tokens_per_param * p.num_non_embedding_params
+    if p.origins["duration_tokens"] == "train.max_steps":
+        multiple = p.duration_tokens / chinchilla_tokens
+        return f"{head} (set by train.max_steps: {multiple:.3g} x Chinchilla)"
+    return f"{head} = {p.chinchilla_multiple:g} x Chinchilla ({p.tokens_per_param:g} tokens/param)"
+
+
+def _batch_origin(p: Plan) -> str:
+    if p.origins["batch_size_tokens"] == "chinchilla law":
+        return "Chinchilla law"
+    law = chinchilla.target_batch_tokens(p.num_non_embedding_params)
+    return f"set by train.global_batch_size; the law gives {law:,}"
 
 
 def _schedule_line(p: Plan) -> str:

@@ -98,9 +98,12 @@ class DataSchema:
     """``embedded``: olmotrain can build these files offline when they are missing."""
     root: str | None = None
     """Where the builder writes (for ``builder: embedded``)."""
+    sequence_length: int | None = None
+    """The context this data wants when its documents are short (``null``: the plan's 8,192);
+    ``train.sequence_length`` on the command line overrides it."""
     instance_filter: Any = None
     """``null``, or olmo-core ``InstanceFilterConfig`` fields (see :class:`InstanceFilterSchema`),
-    checked by ``olmotrain.data.instance_filter``. Untyped because OmegaConf cannot merge a
+    checked by ``olmotrain.data.mix.instance_filter``. Untyped because OmegaConf cannot merge a
     command-line ``{...}`` into a null container node."""
     num_workers: int = 4
 
@@ -179,6 +182,7 @@ class TrainSchema:
     """Training knobs; ``null`` means "let the Chinchilla math decide"."""
 
     sequence_length: int = 8192
+    """Tokens per sequence (default: the data's ``sequence_length``, else 8,192)."""
     global_batch_size: int | None = None
     """Tokens per optimizer step; ``null`` = the Chinchilla law (power of two)."""
     micro_batch_size: int | None = None
@@ -198,6 +202,15 @@ class TrainSchema:
 
 
 @dataclass
+class CheckpointSchema:
+    """A permanent checkpoint the schedule asks for."""
+
+    tokens: int = MISSING
+    step: int = MISSING
+    label: str = MISSING
+
+
+@dataclass
 class DerivedSchema:
     """Filled by olmotrain's resolvers (``olmotrain.*``) from the model as configured. Read-only."""
 
@@ -214,7 +227,7 @@ class DerivedSchema:
     warmup_tokens: int = MISSING
     period_multiples: list[float] = MISSING
     period_ends: list[int] = MISSING
-    checkpoints: list[dict[str, Any]] = MISSING
+    checkpoints: list[CheckpointSchema] = MISSING
 
 
 @dataclass
@@ -250,6 +263,10 @@ class RunSchema:
     """Start afresh in a run dir that holds a different run (the old one is moved aside)."""
     sweep_name: str | None = None
     """``-m`` sweeps: the sweep dir's name under ``${output_root}/sweeps/`` (default: the overrides)."""
+
+
+RunConfig = RunSchema
+"""The typed run config every layer reads (``config.train.sequence_length``)."""
 
 
 def register_schema() -> None:

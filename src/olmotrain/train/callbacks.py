@@ -22,7 +22,7 @@ from olmo_core.train.callbacks import Callback, EvaluatorCallback
 from olmo_core.train.callbacks import WandBCallback as _OlmoWandB
 from olmo_core.train.common import ReduceType
 
-from olmotrain.rundir import read_metrics
+from olmotrain.train.rundir import read_metrics
 
 log = logging.getLogger("olmotrain")
 
@@ -125,7 +125,7 @@ class PreemptionCallback(Callback):
     SIGTERM does in olmo-core: every rank stops at the same step and saves a checkpoint.
 
     submitit's own USR2 handler requeues at once, without a checkpoint; the cluster job calls it
-    after training has stopped (see :mod:`olmotrain.slurm`).
+    after training has stopped (see :mod:`olmotrain.launch.slurm`).
     """
 
     priority: ClassVar[int] = 100  # post_train before the evaluators'

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
 
+from olmotrain.config.schema import ParallelSchema
 from olmotrain.errors import UserError
 
 PARALLEL_NAMES = ("auto", "fsdp", "hsdp", "ddp", "none")
@@ -40,9 +40,8 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def device_type(cluster: dict[str, Any]) -> str:
-    """``cuda`` or ``cpu`` for ``cluster.device`` (``auto``: CUDA when present)."""
-    wanted = cluster["device"]
+def device_type(wanted: str) -> str:
+    """``cuda`` or ``cpu`` for a ``cluster.device`` setting (``auto``: CUDA when present)."""
     if wanted not in ("auto", "cpu", "cuda"):
         raise UserError(f"cluster.device={wanted} is not one of auto, cpu, cuda")
     if wanted == "cuda" and not cuda_available():
@@ -54,9 +53,9 @@ def device_type(cluster: dict[str, Any]) -> str:
     return wanted
 
 
-def check_devices(cluster: dict[str, Any]) -> int:
-    """The number of local ranks, checked against what this machine has."""
-    devices, device = cluster["devices"], device_type(cluster)
+def check_devices(wanted: str, devices: int) -> int:
+    """``devices`` local ranks on ``cluster.device=wanted``, checked against this machine."""
+    device = device_type(wanted)
     if devices < 1:
         raise UserError(f"cluster.devices={devices} must be at least 1")
     if device == "cuda":
@@ -109,9 +108,9 @@ def attention_backend(name: str, device: str) -> str:
     return name
 
 
-def parallel_name(parallel: dict[str, Any], world_size: int) -> str:
+def parallel_name(parallel: ParallelSchema, world_size: int) -> str:
     """``fsdp`` | ``hsdp`` | ``ddp`` | ``none``; ``auto`` is FSDP on more than one device."""
-    name = parallel["name"]
+    name = parallel.name
     if name not in PARALLEL_NAMES:
         raise UserError(f"parallel={name} is not one of {', '.join(PARALLEL_NAMES)}")
     if name == "auto":
@@ -119,28 +118,28 @@ def parallel_name(parallel: dict[str, Any], world_size: int) -> str:
     return name
 
 
-def check_parallel(parallel: dict[str, Any], world_size: int, device: str) -> None:
+def check_parallel(parallel: ParallelSchema, world_size: int, device: str) -> None:
     """Refuse settings this machine cannot run, before any model is built."""
     name = parallel_name(parallel, world_size)
     if name == "hsdp":
-        replicas = parallel.get("num_replicas")
+        replicas = parallel.num_replicas
         if replicas is not None and (replicas < 1 or world_size % replicas):
             raise UserError(
                 f"parallel.num_replicas={replicas} does not divide the {world_size} ranks"
             )
-    mode = parallel.get("activation_checkpointing")
+    mode = parallel.activation_checkpointing
     if mode is not None and mode not in AC_MODES:
         raise UserError(
             f"parallel.activation_checkpointing={mode} is not one of null, {', '.join(AC_MODES)}"
         )
-    if parallel.get("float8"):
+    if parallel.float8:
         if device != "cuda":
             raise UserError("parallel.float8=true needs a CUDA GPU; leave it false on CPU")
         if importlib.util.find_spec("torchao") is None:
             raise UserError("parallel.float8=true needs torchao (`pip install torchao`)")
 
 
-def dp_config(parallel: dict[str, Any], world_size: int, device: str):
+def dp_config(parallel: ParallelSchema, world_size: int, device: str):
     """olmo-core's ``TransformerDataParallelConfig`` (``None`` for a single unsharded device)."""
     from olmo_core.config import DType
     from olmo_core.distributed.parallel import DataParallelType
@@ -155,14 +154,14 @@ def dp_config(parallel: dict[str, Any], world_size: int, device: str):
         name=DataParallelType(name),
         param_dtype=param_dtype,
         reduce_dtype=DType.float32,
-        num_replicas=parallel.get("num_replicas") if name == "hsdp" else None,
-        shard_degree=parallel.get("shard_degree") if name == "hsdp" else None,
+        num_replicas=parallel.num_replicas if name == "hsdp" else None,
+        shard_degree=parallel.shard_degree if name == "hsdp" else None,
     )
 
 
-def ac_config(parallel: dict[str, Any]):
+def ac_config(parallel: ParallelSchema):
     """olmo-core's activation-checkpointing config, or ``None``."""
-    mode = parallel.get("activation_checkpointing")
+    mode = parallel.activation_checkpointing
     if mode is None:
         return None
     from olmo_core.train.train_module import TransformerActivationCheckpointingConfig
@@ -172,15 +171,15 @@ def ac_config(parallel: dict[str, Any]):
 
     return TransformerActivationCheckpointingConfig(
         mode=TransformerActivationCheckpointingMode(mode),
-        block_interval=parallel.get("ac_block_interval"),
-        modules=parallel.get("ac_modules"),
-        activation_memory_budget=parallel.get("ac_memory_budget"),
+        block_interval=parallel.ac_block_interval,
+        modules=parallel.ac_modules,
+        activation_memory_budget=parallel.ac_memory_budget,
     )
 
 
-def float8_config(parallel: dict[str, Any]):
+def float8_config(parallel: ParallelSchema):
     """olmo-core's ``Float8Config`` when ``parallel.float8`` (CUDA + torchao), else ``None``."""
-    if not parallel.get("float8"):
+    if not parallel.float8:
         return None
     from olmo_core.float8 import Float8Config
 

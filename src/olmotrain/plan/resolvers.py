@@ -1,30 +1,48 @@
 """OmegaConf resolvers (``${olmotrain.*:...}``) that fill ``derived.*`` with the Chinchilla math.
 
-They are thin, typed wrappers over :mod:`olmotrain.chinchilla` and :mod:`olmotrain.model`, registered
-when this module is imported (``olmotrain.config`` imports it, and so does anything that composes).
-They are module-level functions, so Hydra can pickle them into submitit jobs, and never cached:
-a cache would leak one sweep job's model size into the next.
+They are thin, typed wrappers over what lives below: :mod:`olmotrain.chinchilla` (the math),
+:mod:`olmotrain.model` (parameter counts, device memory), :mod:`olmotrain.data` (shipped files)
+and :mod:`olmotrain.config.naming` (sweep names). They are registered when this module is
+imported (anything that resolves a config imports it: :func:`resolve`), are module-level
+functions, so Hydra can pickle them into submitit jobs, and are never cached: a cache would leak
+one sweep job's model size into the next.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from olmotrain import chinchilla
+from olmotrain.config.compose import from_dict
+from olmotrain.config.naming import sweep_name as name_sweep
+from olmotrain.config.schema import ModelSchema, RunConfig
+from olmotrain.data.tokenizer import package_resource
 from olmotrain.errors import UserError
-from olmotrain.model import transformer_config
+from olmotrain.model.build import transformer_config
+from olmotrain.model.parallel import max_micro_batch_tokens as for_device
+
+
+def _model(model: Any) -> ModelSchema:
+    return OmegaConf.to_object(model) if isinstance(model, DictConfig) else model  # type: ignore[return-value]
 
 
 def num_params(model: Any, tokenizer: Any) -> int:
     """All parameters of the model as configured (embeddings included)."""
-    return int(transformer_config(model, tokenizer.vocab_size).num_params)
+    return int(transformer_config(_model(model), tokenizer.vocab_size).num_params)
 
 
 def num_non_embedding_params(model: Any, tokenizer: Any) -> int:
     """olmo-core's ``num_non_embedding_params``: N in every Chinchilla formula."""
-    return int(transformer_config(model, tokenizer.vocab_size).num_non_embedding_params)
+    return int(transformer_config(_model(model), tokenizer.vocab_size).num_non_embedding_params)
+
+
+def sequence_length(data_sequence_length: int | None) -> int:
+    """The data's context when it asks for one, else the plan's fixed 8,192."""
+    if data_sequence_length is None:
+        return chinchilla.DEFAULT_SEQUENCE_LENGTH
+    return int(data_sequence_length)
 
 
 def target_batch_tokens(n: int, global_batch_size: int | None) -> int:
@@ -60,8 +78,6 @@ def _batch(
 
 def max_micro_batch_tokens(n: int, device: str) -> int:
     """Tokens per rank per forward/backward that the device holds, by model size and memory."""
-    from olmotrain.parallel import max_micro_batch_tokens as for_device
-
     return for_device(n, device)
 
 
@@ -162,8 +178,6 @@ def checkpoints(
 
 def package_file(package: str, relative: str) -> str:
     """Absolute path of a file shipped inside an installed package (found without importing it)."""
-    from olmotrain.prepare import package_resource
-
     path = package_resource(package, relative)
     if path is None:
         raise UserError(f"{relative} is not installed with package '{package}'; run `make setup`")
@@ -187,15 +201,14 @@ def cluster_device(gpus_per_node: int) -> str:
 
 
 def sweep_name(explicit: str | None, task_overrides: Any) -> str:
-    """The sweep dir's name (see :func:`olmotrain.sweep.sweep_name`)."""
-    from olmotrain.sweep import sweep_name as name
-
-    return name(explicit, [str(o) for o in task_overrides])
+    """The sweep dir's name (see :func:`olmotrain.config.naming.sweep_name`)."""
+    return name_sweep(explicit, [str(o) for o in task_overrides])
 
 
 RESOLVERS = {
     "num_params": num_params,
     "num_non_embedding_params": num_non_embedding_params,
+    "sequence_length": sequence_length,
     "target_batch_tokens": target_batch_tokens,
     "batch_size_tokens": batch_size_tokens,
     "micro_batch_instances": micro_batch_instances,
@@ -223,3 +236,8 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def resolve(cfg: DictConfig) -> RunConfig:
+    """A composed config with every resolver evaluated once, as the typed run config."""
+    return from_dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]

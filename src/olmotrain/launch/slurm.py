@@ -32,15 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from olmotrain.config.schema import ClusterSchema, RunConfig
+from olmotrain.console import setup_logging
 from olmotrain.errors import UserError
-from olmotrain.rundir import RunDir
+from olmotrain.launch.jobs import ALIVE, live_jobs, record_job, slurm_states
+from olmotrain.launch.status import render, run_status
+from olmotrain.launch.sweep import name_points, record_sweep
+from olmotrain.model.parallel import check_devices
+from olmotrain.plan.plan import build_plan
+from olmotrain.train.rundir import RunDir
+from olmotrain.train.startup import check_run, plan_run, print_plan
 
 log = logging.getLogger("olmotrain")
-
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
-RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
-ALIVE = QUEUED | RUNNING
-"""SLURM job states in which a job still holds (or will take) its run dir."""
 
 # -- what runs on the nodes -------------------------------------------------------------------
 
@@ -50,15 +53,13 @@ class ClusterJob:
     """One run as a submitit job: train ``config`` (frozen at submit time) in ``run_dir``."""
 
     run_dir: str
-    config: dict[str, Any]
+    config: RunConfig
 
     def __call__(self) -> str:
         import submitit
 
-        from olmotrain.callbacks import PreemptionCallback
-        from olmotrain.cli import setup_logging
-        from olmotrain.plan import build_plan
-        from olmotrain.training import train
+        from olmotrain.train.callbacks import PreemptionCallback
+        from olmotrain.train.trainer import train
 
         setup_logging()
         env = submitit.helpers.TorchDistributedEnvironment().export(
@@ -68,7 +69,7 @@ class ClusterJob:
         job = submitit.JobEnvironment()
         log.info(
             "olmotrain job %s: rank %d/%d on %s, code %s",
-            job.job_id, env.rank, env.world_size, job.hostname, Path(__file__).parent,
+            job.job_id, env.rank, env.world_size, job.hostname, Path(__file__).parents[1],
         )  # fmt: skip
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler
         preemption = PreemptionCallback()
@@ -144,18 +145,16 @@ def read_partitions() -> dict[str, Partition]:
         ) from exc
 
 
-def check_cluster(cluster: dict[str, Any], found: dict[str, Partition] | None) -> None:
+def check_cluster(cluster: ClusterSchema, found: dict[str, Partition] | None) -> None:
     """One clear error for a job the cluster cannot run (``found``: its partitions, ``None`` for
     local jobs, checked against this machine); nothing has been submitted yet."""
-    ranks = cluster["devices"] // cluster["nodes"]
-    cpus = ranks * (cluster["cpus_per_task"] or 1)
+    ranks = cluster.devices // cluster.nodes
+    cpus = ranks * (cluster.cpus_per_task or 1)
     if found is None:
-        from olmotrain.parallel import check_devices
-
-        check_devices({"device": cluster["device"], "devices": ranks})
+        check_devices(cluster.device, ranks)
         return
     names = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in found.values())
-    wanted = cluster["partition"]
+    wanted = cluster.partition
     if wanted is None:
         part = next((p for p in found.values() if p.default), None)
         if part is None:
@@ -166,7 +165,7 @@ def check_cluster(cluster: dict[str, Any], found: dict[str, Partition] | None) -
         raise UserError(f"unknown partition '{wanted}'; this cluster has {names}")
     else:
         part = found[wanted]
-    gpus = cluster["gpus_per_node"]
+    gpus = cluster.gpus_per_node
     if gpus > part.gpus:
         have = f"{part.gpus} GPU(s) per node" if part.gpus else "no GPUs"
         raise UserError(
@@ -174,78 +173,23 @@ def check_cluster(cluster: dict[str, Any], found: dict[str, Partition] | None) -
             f"use cluster.gpus_per_node={part.gpus}"
             + (" (CPU ranks, set cluster.tasks_per_node)" if not part.gpus else "")
         )
-    if cluster["nodes"] > part.nodes:
+    if cluster.nodes > part.nodes:
         raise UserError(
-            f"cluster.nodes={cluster['nodes']} but partition {part.name} has {part.nodes} node(s)"
+            f"cluster.nodes={cluster.nodes} but partition {part.name} has {part.nodes} node(s)"
         )
     if cpus > part.cpus:
         raise UserError(
-            f"{ranks} rank(s) x {cluster['cpus_per_task'] or 1} CPU(s) per node but partition "
+            f"{ranks} rank(s) x {cluster.cpus_per_task or 1} CPU(s) per node but partition "
             f"{part.name} nodes have {part.cpus} CPUs; lower cluster.tasks_per_node or cluster.cpus_per_task"
         )
-    if cluster["mem_gb"] and cluster["mem_gb"] * 1024 > part.memory_mb:
+    if cluster.mem_gb and cluster.mem_gb * 1024 > part.memory_mb:
         raise UserError(
-            f"cluster.mem_gb={cluster['mem_gb']} but partition {part.name} nodes have "
+            f"cluster.mem_gb={cluster.mem_gb} but partition {part.name} nodes have "
             f"{part.memory_mb // 1024} GB"
         )
 
 
 # -- jobs and their records -------------------------------------------------------------------
-
-
-def jobs_path(run: RunDir) -> Path:
-    """``RUN_DIR/jobs.jsonl``: one line per submission (job id, time, code snapshot)."""
-    return run.path / "jobs.jsonl"
-
-
-def last_job(run: RunDir) -> dict[str, Any] | None:
-    """The latest submission recorded for ``run``."""
-    path = jobs_path(run)
-    lines = path.read_text().splitlines() if path.exists() else []
-    return json.loads(lines[-1]) if lines else None
-
-
-def slurm_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
-    """``{job id: (state, reason, batch script)}`` from ``squeue`` for the jobs SLURM still knows."""
-    if not job_ids or shutil.which("squeue") is None:
-        return {}
-    out = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%o"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    states = {}
-    for line in out.stdout.splitlines():
-        job_id, state, reason, script = line.strip().split("|", 3)
-        states[job_id] = (state, reason, script)
-    return states
-
-
-def run_job_state(
-    run: RunDir, job: dict[str, Any], states: dict[str, tuple[str, str, str]]
-) -> tuple[str, str] | None:
-    """SLURM's ``(state, reason)`` for ``run``'s recorded job, if SLURM still knows that job.
-
-    The job's batch script must lie in the run dir: job ids start again when a cluster is reset.
-    """
-    entry = states.get(job["job_id"])
-    if entry is None or not entry[2].startswith(f"{run.path}/"):
-        return None
-    return entry[0], entry[1]
-
-
-def live_jobs(runs: Sequence[RunDir]) -> dict[Path, str]:
-    """``{run dir: job id}`` for the runs a SLURM job still holds (queued or running); one ``squeue``."""
-    jobs = {
-        run.path: (run, job) for run in runs if (job := last_job(run)) and job["cluster"] == "slurm"
-    }
-    states = slurm_states([job["job_id"] for _, job in jobs.values()])
-    return {
-        path: job["job_id"]
-        for path, (run, job) in jobs.items()
-        if (state := run_job_state(run, job, states)) and state[0] in ALIVE
-    }
 
 
 def snapshot_code(dest: Path) -> str:
@@ -275,32 +219,32 @@ def snapshot_code(dest: Path) -> str:
 
 
 def executor_params(
-    launcher_params: dict[str, Any], cluster: dict[str, Any], name: str, executor: str, code: Path
+    launcher_params: dict[str, Any], cluster: ClusterSchema, name: str, executor: str, code: Path
 ) -> dict[str, Any]:
     """submitit parameters: ``hydra.launcher.*`` overlaid with the point's ``cluster.*``."""
     ours = {
-        "timeout_min": cluster["time_min"],
-        "nodes": cluster["nodes"],
-        "tasks_per_node": cluster["devices"] // cluster["nodes"],
-        "gpus_per_node": cluster["gpus_per_node"] or None,
-        "cpus_per_task": cluster["cpus_per_task"],
-        "mem_gb": cluster["mem_gb"],
+        "timeout_min": cluster.time_min,
+        "nodes": cluster.nodes,
+        "tasks_per_node": cluster.devices // cluster.nodes,
+        "gpus_per_node": cluster.gpus_per_node or None,
+        "cpus_per_task": cluster.cpus_per_task,
+        "mem_gb": cluster.mem_gb,
         "name": name,
-        "partition": cluster["partition"],
-        "account": cluster["account"],
-        "qos": cluster["qos"],
-        "constraint": cluster["constraint"],
-        "signal_delay_s": cluster["signal_delay_s"],
+        "partition": cluster.partition,
+        "account": cluster.account,
+        "qos": cluster.qos,
+        "constraint": cluster.constraint,
+        "signal_delay_s": cluster.signal_delay_s,
         "additional_parameters": {
             "requeue": True,  # let the job be requeued where the cluster's default is not to
             **(launcher_params.get("additional_parameters") or {}),
-            **cluster["additional_parameters"],
+            **cluster.additional_parameters,
         },
         # The code snapshot comes first on the job's import path.
         "setup": [
             f"export PYTHONPATH={code / 'src'}${{PYTHONPATH:+:$PYTHONPATH}}",
             *(launcher_params.get("setup") or []),
-            *cluster["setup"],
+            *cluster.setup,
         ],
     }
     params = {
@@ -324,19 +268,19 @@ def executor_params(
 
 
 def make_executor(
-    launcher_params: dict[str, Any], config: dict[str, Any], run_dir: Path, executor: str
+    launcher_params: dict[str, Any], config: RunConfig, run_dir: Path, executor: str
 ) -> Any:
     """A submitit executor for one run: logs in ``RUN_DIR/slurm/<job id>/``."""
     import submitit
 
-    cluster = config["cluster"]
+    cluster = config.cluster
     ex = submitit.AutoExecutor(
         folder=run_dir / "slurm" / "%j",
         cluster=executor,
-        **{f"{executor}_max_num_timeout": cluster["max_num_timeout"]},
+        **{f"{executor}_max_num_timeout": cluster.max_num_timeout},
     )
     ex.update_parameters(
-        **executor_params(launcher_params, cluster, config["run_name"], executor, run_dir / "code")
+        **executor_params(launcher_params, cluster, config.run_name, executor, run_dir / "code")
     )
     return ex
 
@@ -362,7 +306,7 @@ def _pythonpath_first(path: Path):
 
 def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
     """Claim the run dir, snapshot the code and submit the run; records the job in ``jobs.jsonl``."""
-    start.run.claim(start.config, fresh=start.config["fresh"])
+    start.run.claim(start.config, fresh=start.config.fresh)
     code = start.run.path / "code"
     digest = snapshot_code(code)
     ex = make_executor(launcher_params, start.config, start.run.path, executor)
@@ -378,8 +322,7 @@ def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
         "logs": str(Path(job.paths.stdout).parent),
         "code_sha256": digest,
     }
-    with jobs_path(start.run).open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    record_job(start.run, record)
     return job
 
 
@@ -406,10 +349,6 @@ def _compose(launcher: Any, overrides: Sequence[str], idx: int) -> Any:
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
     """Check every point, then submit one job per unfinished point; see the module docstring."""
-    from olmotrain.cli import setup_logging
-    from olmotrain.startup import check_run, plan_run
-    from olmotrain.sweep import name_points, record_sweep
-
     setup_logging()
     executor = launcher._EXECUTOR  # "slurm" or "local"
     points = name_points(launcher.config, job_overrides)
@@ -422,7 +361,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             continue
         if executor == "slurm" and found is None:
             found = read_partitions()  # once per sweep
-        check_cluster(config["cluster"], found)
+        check_cluster(config.cluster, found)
         start = check_run(config, plan, local=False)
         start.run = RunDir(start.run.path.resolve())  # jobs may start in another directory
         checked.append((overrides, start))
@@ -452,7 +391,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         returns.append(_job_return(overrides, f"job {job.job_id}"))
     where = _status_target(launcher.config, checked)
     print(f"olmotrain: follow with `python -m olmotrain.status {where}`", flush=True)
-    if jobs and (executor == "local" or checked[0][1].config["cluster"]["wait"]):
+    if jobs and (executor == "local" or checked[0][1].config.cluster.wait):
         wait_for(jobs, executor)
     return returns
 
@@ -463,9 +402,8 @@ def _status_target(config: Any, checked: list) -> str:
     return str(Path(str(config.hydra.sweep.dir)))
 
 
-def _print_dry_run(params: dict, config: dict, plan: Any, mode: str, executor: str) -> None:
+def _print_dry_run(params: dict, config: RunConfig, plan: Any, mode: str, executor: str) -> None:
     """The plan, and for SLURM the sbatch script each run would be submitted with."""
-    from olmotrain.startup import print_plan
 
     script = None
     if executor == "slurm":
@@ -499,8 +437,6 @@ def wait_for(jobs: list, executor: str, poll_s: float = 2.0) -> None:
         ids = [str(job.job_id) for _, job in jobs]
         while any(s in ALIVE for s, _, _ in slurm_states(ids).values()):
             time.sleep(poll_s)
-    from olmotrain.status import render, run_status
-
     rows = [run_status(start.run.path, {}) for start, _ in jobs]
     print(render(rows, Path.cwd()), flush=True)
     failed = [start for start, _ in jobs if (start.run.latest_step() or 0) < start.plan.max_steps]

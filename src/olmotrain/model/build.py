@@ -1,11 +1,19 @@
-"""Model building: olmotrain's model config -> olmo-core ``TransformerConfig``."""
+"""Model building: olmotrain's model config (``ModelSchema``) -> olmo-core ``TransformerConfig``.
+
+The named sizes are olmo-core's own ``TransformerConfig`` factories; ``factory: olmo2`` is any
+shape on the OLMo-2 block. Overrides (layers, heads, GQA, head dim, tied embeddings) and
+OpenELM layer-wise scaling (:mod:`olmotrain.model.lws`) are applied on top, so olmo-core's
+parameter and FLOP counts always describe the model exactly as configured.
+"""
 
 from __future__ import annotations
 
 import difflib
 from typing import TYPE_CHECKING, Any
 
+from olmotrain.config.schema import ModelSchema
 from olmotrain.errors import UserError
+from olmotrain.model.lws import SCALAR_KEYS, apply_lws
 
 if TYPE_CHECKING:
     from olmo_core.nn.transformer import TransformerConfig
@@ -25,12 +33,14 @@ def padded_vocab_size(vocab_size: int) -> int:
     return PAD_MULTIPLE * -(-vocab_size // PAD_MULTIPLE)
 
 
-def lws_enabled(model: Any) -> bool:
-    """Whether ``model.lws`` asks for any layer-wise scaling."""
-    lws = model.get("lws")
-    return bool(lws) and any(
-        lws.get(k) is not None for k in ("qkv_scalars", "ffn_scalars", "output_scalars")
-    )
+def lws_settings(model: ModelSchema) -> dict[str, Any] | None:
+    """``model.lws`` as the mapping :mod:`olmotrain.model.lws` reads, or ``None`` when it asks
+    for no layer-wise scaling."""
+    lws = model.lws
+    if lws is None:
+        return None
+    settings = {k: getattr(lws, k) for k in SCALAR_KEYS}
+    return settings if any(v is not None for v in settings.values()) else None
 
 
 def _olmo2(
@@ -52,7 +62,7 @@ def _olmo2(
 
 
 def transformer_config(
-    model: Any, vocab_size: int, attn_backend: str | None = None
+    model: ModelSchema, vocab_size: int, attn_backend: str | None = None
 ) -> TransformerConfig:
     """Build the olmo-core ``TransformerConfig`` for ``model`` (a ``ModelSchema``-shaped config).
 
@@ -64,18 +74,18 @@ def transformer_config(
     from olmo_core.nn.attention import AttentionBackendName
     from olmo_core.nn.transformer import TransformerConfig
 
-    name = str(model["factory"])
-    overrides = {k: model[k] for k in OVERRIDABLE if model.get(k) is not None}
+    name = str(model.factory)
+    overrides = {k: getattr(model, k) for k in OVERRIDABLE if getattr(model, k) is not None}
     if attn_backend is not None:
         overrides["attn_backend"] = AttentionBackendName(attn_backend)
     if name == GENERIC_FACTORY:
-        missing = [k for k in ("d_model", "n_layers", "n_heads") if model.get(k) is None]
+        missing = [k for k in ("d_model", "n_layers", "n_heads") if getattr(model, k) is None]
         if missing:
             raise UserError(
-                f"model {model['name']}: factory {GENERIC_FACTORY} needs model.{', model.'.join(missing)}"
+                f"model {model.name}: factory {GENERIC_FACTORY} needs model.{', model.'.join(missing)}"
             )
-        _check_attention_shape(model, overrides, model["d_model"])
-        config = _olmo2(padded_vocab_size(int(vocab_size)), d_model=model["d_model"], **overrides)
+        _check_attention_shape(model, overrides, model.d_model)
+        config = _olmo2(padded_vocab_size(int(vocab_size)), d_model=model.d_model, **overrides)
     else:
         factory = getattr(TransformerConfig, name, None)
         if factory is None or not name.startswith(("olmo2_", "olmo3_")):
@@ -83,20 +93,21 @@ def transformer_config(
             close = difflib.get_close_matches(name, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise UserError(f"model.factory '{name}' is not an olmo-core OLMo factory{hint}")
-        if model.get("d_model") is not None:
+        if model.d_model is not None:
             raise UserError(
                 f"model.d_model is fixed by {name}; use factory: {GENERIC_FACTORY} for another width"
             )
         _check_attention_shape(model, overrides, None)
         config = factory(vocab_size=padded_vocab_size(int(vocab_size)), **overrides)
-    if lws_enabled(model):
-        from olmotrain.lws import apply_lws
-
-        config = apply_lws(config, model["lws"])
+    lws = lws_settings(model)
+    if lws is not None:
+        config = apply_lws(config, lws)
     return config
 
 
-def _check_attention_shape(model: Any, overrides: dict[str, Any], d_model: int | None) -> None:
+def _check_attention_shape(
+    model: ModelSchema, overrides: dict[str, Any], d_model: int | None
+) -> None:
     for key in ("n_layers", "n_heads", "n_kv_heads", "head_dim"):
         if key in overrides and int(overrides[key]) < 1:
             raise UserError(f"model.{key}={overrides[key]} must be a positive integer")
@@ -109,13 +120,11 @@ def _check_attention_shape(model: Any, overrides: dict[str, Any], d_model: int |
     if n_heads is None:
         from olmo_core.nn.transformer import TransformerConfig
 
-        base = getattr(TransformerConfig, str(model["factory"]))(
-            vocab_size=PAD_MULTIPLE
-        )  # shape only
+        base = getattr(TransformerConfig, str(model.factory))(vocab_size=PAD_MULTIPLE)  # shape only
         n_heads = base.block.sequence_mixer.n_heads
     if n_heads % n_kv:
         divisors = [d for d in range(1, n_heads + 1) if n_heads % d == 0]
         raise UserError(
-            f"model.n_kv_heads={n_kv} does not divide {model['name']}'s {n_heads} query heads; "
+            f"model.n_kv_heads={n_kv} does not divide {model.name}'s {n_heads} query heads; "
             f"use one of {divisors}"
         )

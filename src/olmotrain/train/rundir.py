@@ -1,7 +1,7 @@
 """The run directory: ``${output_root}/${run_name}`` holds one run, which a re-run resumes.
 
 Layout: ``config.yaml`` (the resolved config of the run), ``checkpoints/stepN`` (olmo-core
-checkpoints), ``metrics.jsonl``, ``train.log``. Re-running the same command resumes from the
+checkpoints), ``metrics.jsonl``. Re-running the same command resumes from the
 latest checkpoint; a finished run is reported, not retrained; a command whose model, data or
 schedule differ from the saved run is refused before anything is written (``fresh=true`` moves the
 old run aside, nothing is deleted).
@@ -17,18 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf.errors import OmegaConfBaseException
 
+from olmotrain.config.compose import from_dict, save_run_config, to_dict
+from olmotrain.config.naming import EXECUTION_KEYS
+from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
-
-IGNORED_KEYS = {
-    "run_name", "output_root", "data_root", "dry_run", "fresh", "sweep_name", "wandb", "cluster",
-    "parallel",
-    "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
-    "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
-    "tokenizer.path", "data.num_workers", "model.attn_backend",
-}  # fmt: skip
-"""Keys that may change between invocations of the same run: where and how it runs and logs
-(devices, sharding, micro-batching, kernels), not what it trains."""
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -37,7 +31,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if key in IGNORED_KEYS:
+        if key in EXECUTION_KEYS:
             continue
         out.update(_flatten(v, f"{key}.") if isinstance(v, dict) else {key: v})
     return out
@@ -118,7 +112,7 @@ class RunDir:
         steps = checkpoint_steps(self.checkpoints) if self.checkpoints.exists() else []
         return steps[-1] if steps else None
 
-    def check(self, config: dict[str, Any], fresh: bool = False) -> bool:
+    def check(self, config: RunConfig, fresh: bool = False) -> bool:
         """Whether this dir can hold ``config``'s run: new, or the same run again. Writes nothing.
 
         Raises ``UserError`` when it holds a different run, unless ``fresh``; returns ``True``
@@ -131,7 +125,7 @@ class RunDir:
                 raise UserError(
                     f"{self.config_path} is not readable YAML ({exc.__class__.__name__}); move the run dir aside or pass fresh=true"
                 ) from exc
-            diffs = config_differences(saved, config)
+            diffs = config_differences(_with_defaults(saved), to_dict(config))
             if diffs and not fresh:
                 more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
                 raise UserError(
@@ -145,7 +139,7 @@ class RunDir:
             )
         return False
 
-    def claim(self, config: dict[str, Any], fresh: bool = False) -> None:
+    def claim(self, config: RunConfig, fresh: bool = False) -> None:
         """Make this dir hold ``config``'s run (see :meth:`check`); ``fresh`` renames a dir holding
         a different run to ``<name>.replaced-<time>`` first (nothing is deleted)."""
         if self.check(config, fresh):
@@ -156,8 +150,13 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         # The same run may come back with other devices or log settings: record the latest,
         # which is also what launched ranks read.
-        text = yaml.safe_dump(config, sort_keys=False)
-        if not self.config_path.exists() or self.config_path.read_text() != text:
-            tmp = self.config_path.with_suffix(".yaml.tmp")
-            tmp.write_text(text)
-            tmp.replace(self.config_path)
+        save_run_config(config, self.config_path)
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the keys the schema gained since it was written, at their defaults
+    (so a run dir made by an older olmotrain is the same run); as saved when it does not load."""
+    try:
+        return to_dict(from_dict(saved))
+    except (OmegaConfBaseException, TypeError, ValueError):
+        return saved

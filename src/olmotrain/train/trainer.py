@@ -13,10 +13,22 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from olmotrain.data import dataset_config, expand
+from olmotrain.config.compose import to_dict
+from olmotrain.config.schema import RunConfig
+from olmotrain.data.mix import dataset_config, eval_files, source_of_path
+from olmotrain.data.tokenizer import olmo_tokenizer_config
 from olmotrain.errors import UserError
-from olmotrain.plan import Plan
-from olmotrain.rundir import RunDir, read_metrics
+from olmotrain.model.build import lws_settings, transformer_config
+from olmotrain.model.lws import output_scales, scale_output_projections
+from olmotrain.model.parallel import (
+    ac_config,
+    attention_backend,
+    device_type,
+    dp_config,
+    float8_config,
+)
+from olmotrain.plan.plan import Plan
+from olmotrain.train.rundir import RunDir, read_metrics
 
 log = logging.getLogger("olmotrain")
 
@@ -56,31 +68,29 @@ class TrainResult:
         return cls(step, loss, evals, str(run.checkpoints / f"step{step}"), seen)
 
 
-def scheduler(c: dict[str, Any], plan: Plan):
+def scheduler(c: RunConfig, plan: Plan):
     """The olmo-core LR scheduler for ``schedule.name``, in tokens, fitted to the plan."""
     from olmo_core.optim import WSD, WSDS, ConstantWithWarmup, CosWithWarmup, SchedulerUnits
 
-    s, tokens = c["schedule"], SchedulerUnits.tokens
-    common = dict(units=tokens, warmup=plan.warmup_tokens, warmup_min_lr=s["warmup_min_lr"])
-    if s["name"] == "wsds":
+    s, tokens = c.schedule, SchedulerUnits.tokens
+    common = dict(units=tokens, warmup=plan.warmup_tokens, warmup_min_lr=s.warmup_min_lr)
+    if s.name == "wsds":
         return WSDS(
             period_lengths=plan.period_lengths,
             decay_fraction=plan.decay_fraction,
-            decay_min_lr=s["decay_min_lr"],
+            decay_min_lr=s.decay_min_lr,
             **common,
         )
-    if s["name"] == "wsd":
-        return WSD(decay_fraction=plan.decay_fraction, decay_min_lr=s["decay_min_lr"], **common)
-    if s["name"] == "cosine":
-        return CosWithWarmup(alpha_f=s["alpha_f"], t_max=plan.duration_tokens, **common)
-    if s["name"] == "constant":
+    if s.name == "wsd":
+        return WSD(decay_fraction=plan.decay_fraction, decay_min_lr=s.decay_min_lr, **common)
+    if s.name == "cosine":
+        return CosWithWarmup(alpha_f=s.alpha_f, t_max=plan.duration_tokens, **common)
+    if s.name == "constant":
         return ConstantWithWarmup(**common)
-    raise UserError(f"unknown schedule '{s['name']}'; choose wsds, cosine, wsd or constant")
+    raise UserError(f"unknown schedule '{s.name}'; choose wsds, cosine, wsd or constant")
 
 
-def train(
-    c: dict[str, Any], plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None
-) -> None:
+def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None) -> None:
     """Build the olmo-core pieces for the run and fit (resuming from ``run``'s latest checkpoint).
 
     Runs as one rank of ``WORLD_SIZE`` (1 without a launcher). ``callbacks`` are added to the
@@ -88,11 +98,7 @@ def train(
     """
     import torch
     from olmo_core.config import DType
-    from olmo_core.data import (
-        NumpyDataLoaderConfig,
-        NumpyPaddedFSLDatasetConfig,
-        TokenizerConfig,
-    )
+    from olmo_core.data import NumpyDataLoaderConfig, NumpyPaddedFSLDatasetConfig
     from olmo_core.optim import OptimGroupOverride, SkipStepAdamWConfig
     from olmo_core.train import (
         Duration,
@@ -109,17 +115,13 @@ def train(
     )
     from olmo_core.train.train_module import TransformerTrainModuleConfig
 
-    from olmotrain.callbacks import MetricsLogCallback, SourceTokensCallback, WandBCallback
-    from olmotrain.model import lws_enabled, transformer_config
-    from olmotrain.parallel import (
-        ac_config,
-        attention_backend,
-        device_type,
-        dp_config,
-        float8_config,
+    from olmotrain.train.callbacks import (
+        MetricsLogCallback,
+        SourceTokensCallback,
+        WandBCallback,
     )
 
-    device = device_type(c["cluster"])
+    device = device_type(c.cluster.device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     # olmo-core defaults OMP_NUM_THREADS to 8, which oversubscribes small CPU machines.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
@@ -127,23 +129,18 @@ def train(
     logging.getLogger("olmo_core.nn.transformer.config").setLevel(logging.WARNING)
     # A CUDA-capable backend string makes olmo-core pick a GPU, so CPU runs get plain gloo.
     backend = "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
-    prepare_training_environment(seed=c["seed"], backend=backend)
+    prepare_training_environment(seed=c.seed, backend=backend)
     try:
-        tok = c["tokenizer"]
-        tokenizer = TokenizerConfig(
-            vocab_size=tok["vocab_size"],
-            eos_token_id=tok["eos_token_id"],
-            pad_token_id=tok["pad_token_id"],
-            bos_token_id=tok["bos_token_id"],
-            identifier=tok["identifier"],
-        )
+        tokenizer = olmo_tokenizer_config(c.tokenizer)
         seq, work_dir = plan.sequence_length, str(run.path / "work")
-        backend_name = attention_backend(c["model"]["attn_backend"], device)
-        model_config = transformer_config(c["model"], tok["vocab_size"], attn_backend=backend_name)
-        model_config.init_seed = c["seed"]
+        backend_name = attention_backend(c.model.attn_backend, device)
+        model_config = transformer_config(
+            c.model, c.tokenizer.vocab_size, attn_backend=backend_name
+        )
+        model_config.init_seed = c.seed
         model = model_config.build(init_device="meta")
 
-        t, par = c["train"], c["parallel"]
+        t, par = c.train, c.parallel
         data_parallel = dp_config(par, world_size, device)
         train_module = TransformerTrainModuleConfig(
             rank_microbatch_size=plan.micro_batch_instances * seq,
@@ -157,32 +154,31 @@ def train(
                 ],
             ),
             scheduler=scheduler(c, plan),
-            max_grad_norm=t["max_grad_norm"],
+            max_grad_norm=t.max_grad_norm,
             dp_config=data_parallel,
             ac_config=ac_config(par),
-            compile_model=par["compile"],
+            compile_model=par.compile,
             float8_config=float8_config(par),
             # Sharded runs keep bf16 parameters (dp_config); a lone GPU gets bf16 by autocast.
             autocast_precision=DType.bfloat16
             if device == "cuda" and data_parallel is None
             else None,
         ).build(model, device=torch.device(device))
-        if lws_enabled(c["model"]) and c["model"]["lws"].get("output_scalars"):
-            from olmotrain.lws import output_scales, scale_output_projections
-
-            scale_output_projections(model, output_scales(model_config.n_layers, c["model"]["lws"]))
+        lws = lws_settings(c.model)
+        if lws is not None and lws.get("output_scalars"):
+            scale_output_projections(model, output_scales(model_config.n_layers, lws))
 
         dataset = dataset_config(
             c, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
         ).build()
         data_loader = NumpyDataLoaderConfig(
             global_batch_size=plan.batch_size_tokens,
-            seed=c["seed"],
-            num_workers=c["data"]["num_workers"],
+            seed=c.seed,
+            num_workers=c.data.num_workers,
             work_dir=work_dir,
         ).build(dataset, dp_process_group=train_module.dp_process_group)
 
-        log_interval = t["log_interval"]
+        log_interval = t.log_interval
         fixed = sorted({ck["step"] for ck in plan.checkpoints if 0 < ck["step"] <= plan.max_steps})
         trainer_config = (
             TrainerConfig(
@@ -198,7 +194,7 @@ def train(
                     save_interval=None,
                     fixed_steps=fixed,
                     max_checkpoints=None,
-                    ephemeral_save_interval=t["ephemeral_checkpoint_interval"],
+                    ephemeral_save_interval=t.ephemeral_checkpoint_interval,
                     save_async=False,
                 ),
             )
@@ -208,18 +204,11 @@ def train(
             )
             .with_callback("metrics_log", MetricsLogCallback(path=str(run.metrics_path)))
             .with_callback(
-                "source_tokens",
-                SourceTokensCallback(
-                    source_of_path={
-                        p: s["name"] for s in c["data"]["sources"] for p in expand(s["paths"])
-                    }
-                ),
+                "source_tokens", SourceTokensCallback(source_of_path=source_of_path(c.data))
             )
             .with_callback("config_saver", ConfigSaverCallback())
         )
-        eval_sets = [
-            (name, p) for name, pats in (c["data"].get("eval") or {}).items() for p in expand(pats)
-        ]
+        eval_sets = eval_files(c.data)
         if eval_sets:
             trainer_config = trainer_config.with_callback(
                 "lm_evaluator",
@@ -231,28 +220,26 @@ def train(
                         tokenizer=tokenizer,
                         work_dir=work_dir,
                     ),
-                    eval_interval=t["eval_interval"],
+                    eval_interval=t.eval_interval,
                     eval_on_finish=True,
                 ),
             )
         if device == "cuda":
             trainer_config = trainer_config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
-        if c["wandb"]["enabled"]:
-            w = c["wandb"]
+        if c.wandb.enabled:
+            w = c.wandb
             # One W&B run per run dir: a resumed or requeued run continues the same W&B run.
             os.environ.setdefault("WANDB_RUN_ID", run.wandb_id())
             os.environ.setdefault("WANDB_RESUME", "allow")
             trainer_config = trainer_config.with_callback(
                 "wandb",
-                WandBCallback(
-                    name=c["run_name"], project=w["project"], entity=w["entity"], group=w["group"]
-                ),
+                WandBCallback(name=c.run_name, project=w.project, entity=w.entity, group=w.group),
             )
 
         for name, callback in (callbacks or {}).items():
             trainer_config = trainer_config.with_callback(name, callback)
         trainer = trainer_config.build(train_module, data_loader)
-        trainer.callbacks["config_saver"].config = c  # type: ignore[attr-defined]
+        trainer.callbacks["config_saver"].config = to_dict(c)  # type: ignore[attr-defined]
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
         trainer.fit()

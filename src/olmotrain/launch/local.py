@@ -1,7 +1,7 @@
 """Launching: one process per local device, no torchrun for the user.
 
 ``python train.py cluster.devices=N`` plans, checks and claims the run dir once, in the launching
-process, then starts N ranks with ``python -m olmotrain.launch RUN_DIR``. Every rank reads the
+process, then starts N ranks with ``python -m olmotrain.launch.local RUN_DIR``. Every rank reads the
 same frozen ``RUN_DIR/config.yaml`` (so all ranks train one config and write one run dir) and gets
 the torch.distributed environment olmo-core expects (RANK, LOCAL_RANK, WORLD_SIZE, ... and
 ``OLMO_SHARED_FS``). If a rank fails the others are stopped; Ctrl-C and SIGTERM are passed on, so
@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from olmotrain.config.compose import load_run_config
 from olmotrain.errors import UserError
 
 
@@ -57,7 +56,7 @@ def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "olmotrain.launch", str(run_dir)],
+            [sys.executable, "-m", "olmotrain.launch.local", str(run_dir)],
             env=rank_env(r, world_size, port, threads),
         )
         for r in range(world_size)
@@ -94,14 +93,13 @@ def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
 
 def rank_main(run_dir: Path) -> None:
     """One rank: train the frozen config of ``run_dir``."""
-    import logging
+    from olmotrain.console import setup_logging
+    from olmotrain.plan.plan import build_plan
+    from olmotrain.train.rundir import RunDir
+    from olmotrain.train.trainer import train
 
-    from olmotrain.plan import build_plan
-    from olmotrain.rundir import RunDir
-    from olmotrain.training import train
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    setup_logging()
+    config = load_run_config(run_dir / "config.yaml")
     train(config, build_plan(config), RunDir(run_dir))
 
 

@@ -1,0 +1,1 @@
+"""What a user writes: the schema (typed dataclasses), composition, and the checks of both."""

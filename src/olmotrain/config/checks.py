@@ -1,0 +1,101 @@
+"""Checks of what a user wrote, before Hydra or any work starts: group choices, keys, modes.
+
+Each failure is a :class:`~olmotrain.errors.UserError` naming the problem and the closest valid
+names; :mod:`olmotrain.cli` turns it into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import fields, is_dataclass
+from typing import Any, get_type_hints
+
+from olmotrain.config import schema
+from olmotrain.config.compose import CONFIG_DIR, GROUPS, group_options
+from olmotrain.errors import UserError
+
+DRY_RUN_MODES = {
+    False: None,
+    "false": None,
+    True: "table",
+    "true": "table",
+    "table": "table",
+    "json": "json",
+}
+
+
+def dry_run_mode(value: Any) -> str | None:
+    """``None`` (train), ``table`` or ``json`` for the ``dry_run`` setting."""
+    if not isinstance(value, (bool, str)) or value not in DRY_RUN_MODES:
+        raise UserError(f"dry_run={value} is not one of false, true, json")
+    return DRY_RUN_MODES[value]
+
+
+def check_group_choices(args: list[str]) -> None:
+    """Reject ``group=name`` overrides naming no config file, with the closest names as a hint."""
+    for arg in args:
+        m = re.fullmatch(r"([a-z_]+)=(.*)", arg)
+        if not m or m.group(1) not in GROUPS:
+            continue
+        group, value = m.groups()
+        if value in ("null", "") or re.match(
+            r"^\w+\(", value
+        ):  # sweep functions: Hydra checks them
+            continue
+        options = group_options(group, CONFIG_DIR)
+        for choice in value.split(","):
+            if choice not in options:
+                close = difflib.get_close_matches(choice, options, n=3, cutoff=0.5)
+                hint = (
+                    f"did you mean {' or '.join(close)}?"
+                    if close
+                    else f"choose from: {', '.join(options)}"
+                )
+                raise UserError(
+                    f"unknown {group} '{choice}'; {hint} (configs live in conf/{group}/)"
+                )
+
+
+def schema_keys(cls: Any = schema.RunSchema, prefix: str = "") -> list[str]:
+    """Every dotted key of the run config schema (``train.max_steps``, ...)."""
+    keys = []
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        keys.append(key)
+        if is_dataclass(hints[f.name]):
+            keys += schema_keys(hints[f.name], f"{key}.")
+    return keys
+
+
+def check_known_keys(cfg: Any) -> None:
+    """Reject keys the schema does not know (``+key=value`` slips past Hydra's struct check)."""
+    keys = set(schema_keys())
+    for key in cfg:
+        if key not in keys:
+            raise UserError(f"unknown config key '{key}'; {suggest_key(str(key))}")
+    for section in ("train", "cluster", "parallel", "schedule", "tokenizer", "model", "wandb"):
+        for key in cfg.get(section) or {}:
+            if f"{section}.{key}" not in keys:
+                raise UserError(
+                    f"unknown config key '{section}.{key}'; {suggest_key(f'{section}.{key}')}"
+                )
+
+
+def suggest_key(key: str) -> str:
+    """``did you mean ...?`` for a mistyped config key, or where the keys are listed."""
+    keys = [k for k in schema_keys() if not k.startswith("derived.")]
+    parent, _, leaf = key.rpartition(".")
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(key, keys, n=2, cutoff=0.75) or [
+        k
+        for k in siblings
+        if k.rpartition(".")[2]
+        in difflib.get_close_matches(
+            leaf, [s.rpartition(".")[2] for s in siblings], n=2, cutoff=0.6
+        )
+    ]
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    return "see the config reference in README.md"

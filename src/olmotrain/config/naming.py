@@ -1,0 +1,63 @@
+"""Which settings say *what* a run trains and which only *where or how*, and the names that follow.
+
+A run dir may be resumed with other devices, sharding or log settings (:data:`EXECUTION_KEYS`),
+but not with another model, data or schedule. A ``-m`` sweep is named by its training overrides
+(:func:`sweep_name`), so re-running the same sweep finds the same directory. Pure functions: the
+sweep-dir resolver and the launchers share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+from olmotrain.errors import UserError
+
+EXECUTION_KEYS = {
+    "run_name", "output_root", "data_root", "dry_run", "fresh", "sweep_name", "wandb", "cluster",
+    "parallel",
+    "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
+    "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
+    "tokenizer.path", "data.num_workers", "model.attn_backend",
+}  # fmt: skip
+"""Keys that may change between invocations of the same run: where and how it runs and logs
+(devices, sharding, micro-batching, kernels), not what it trains."""
+
+NOT_NAMING = EXECUTION_KEYS | {"hydra", "sweep_name"}
+"""Override keys that never name a sweep or a point; two points differing only in them would
+be the same run."""
+
+
+def override_key(override: str) -> str:
+    """The key of a ``key=value`` override (``+``/``++``/``~`` prefixes dropped)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def names_run(key: str) -> bool:
+    """Whether ``key`` (``cluster.nodes``, ``model``, ...) changes what a run trains."""
+    parts = key.split(".")
+    return not any(".".join(parts[: i + 1]) in NOT_NAMING for i in range(len(parts)))
+
+
+def slug(text: str) -> str:
+    """``text`` with every character a directory name should not hold replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+
+
+def sweep_name(explicit: str | None, task_overrides: Sequence[str]) -> str:
+    """The sweep's name: ``sweep_name`` when given, else its training overrides, sorted.
+
+    ``-m model=olmo2_1m,olmo2_14m seed=1`` -> ``model=olmo2_1m,olmo2_14m+seed=1``; long names
+    are cut and end in a hash of the whole, so different sweeps never share a name.
+    """
+    if explicit:
+        if "/" in explicit or explicit.startswith("."):
+            raise UserError(f"sweep_name={explicit} must be a plain name (no '/', no leading '.')")
+        return explicit
+    parts = sorted(o for o in task_overrides if names_run(override_key(o)))
+    name = slug("+".join(parts)) or "default"
+    if len(name) > 120:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        name = f"{name[:100]}-{digest}"
+    return name

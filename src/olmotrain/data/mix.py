@@ -1,0 +1,291 @@
+"""Data mixes: what a mix asks of each source, its start-up checks, and olmo-core's dataset config.
+
+A mix (``conf/data/*.yaml``) lists sources with token files (local or remote, globs allowed) and
+either no ratios (the natural mix: every token once, in proportion to what each source has) or a
+ratio per source, mixed by olmo-core's ``SourceMixtureDatasetConfig`` to the run's Chinchilla
+duration. :func:`check_data` checks, before any model is built, every local token file (see
+:mod:`olmotrain.data.tokens`), that the ratios add up, and that each source can supply what it
+is asked for within its ``max_repetition_ratio``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig
+from olmotrain.data.tokens import (
+    check_token_files,
+    expand,
+    is_remote,
+    scored_targets,
+    token_dtype,
+)
+from olmotrain.errors import UserError
+
+RATIO_TOLERANCE = 1e-6
+
+
+@dataclass
+class SourceReport:
+    """What is known about one source without reading its files."""
+
+    name: str
+    patterns: list[str]
+    files: int = 0
+    tokens: int | None = None
+    """Tokens in the local files (from their sizes); ``None`` when remote or missing."""
+    remote: bool = False
+    problem: str | None = None
+
+
+def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceReport:
+    """Files and tokens of one source, from file sizes only."""
+    report = SourceReport(name=name, patterns=list(patterns))
+    files = expand(patterns)
+    report.files = len(files)
+    if any(is_remote(f) for f in files):
+        report.remote = True
+        return report
+    if not files:
+        report.problem = f"no files match {', '.join(patterns)}"
+        return report
+    itemsize = token_dtype(vocab_size).itemsize
+    sizes = [Path(f).stat().st_size for f in files]
+    bad = [f for f, s in zip(files, sizes, strict=True) if s == 0 or s % itemsize]
+    if bad:
+        report.problem = f"{bad[0]} is empty or not a whole number of {itemsize}-byte tokens"
+    report.tokens = sum(sizes) // itemsize
+    return report
+
+
+def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> dict[str, Any]:
+    """Per source: files, tokens, and what the mix asks of it. Data problems are listed, not raised.
+
+    Raises ``UserError`` only for a mix that cannot mean anything (ratios missing or not adding up).
+    """
+    instance_filter(data)
+    train = [source_report(s.name, s.paths, vocab_size) for s in data.sources]
+    held_out = [source_report(n, p, vocab_size) for n, p in (data.eval or {}).items()]
+    problems = [f"{r.name}: {r.problem}" for r in train + held_out if r.problem]
+    mix = mix_plan(data, train, duration_tokens)
+    problems += [
+        f"{r.name}: {m['fit_problem']}"
+        for r, m in zip(train, mix, strict=True)
+        if m.get("fit_problem")
+    ]
+    note = None
+    if any(r.problem for r in train + held_out) and data.builder:
+        note = f"the {data.builder} dataset is built on the first training run (or `make data`)"
+    return {
+        "name": data.name,
+        "mix": "ratios" if any(s.ratio is not None for s in data.sources) else "natural",
+        "sources": [asdict(r) | m for r, m in zip(train, mix, strict=True)],
+        "eval": [asdict(r) for r in held_out],
+        "problems": problems,
+        "note": note,
+    }
+
+
+def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> list[dict[str, Any]]:
+    """Per source: ratio, requested tokens, implied repetition, and whether it fits its limits.
+
+    In a natural mix each source's share is what it holds, so a run longer than the data repeats
+    every source alike; ``max_repetition_ratio`` bounds that too.
+    """
+    sources = data.sources
+    ratios = [s.ratio for s in sources]
+    if any(r is None for r in ratios) and any(r is not None for r in ratios):
+        missing = ", ".join(s.name for s in sources if s.ratio is None)
+        raise UserError(
+            f"data '{data.name}': give every source a ratio, or none (natural mix); missing: {missing}"
+        )
+    natural = not ratios or ratios[0] is None
+    if not natural:
+        if any(r <= 0 for r in ratios):
+            listed = ", ".join(f"{s.name}={s.ratio}" for s in sources)
+            raise UserError(f"data '{data.name}': ratios must be > 0 (got {listed})")
+        total = sum(ratios)
+        if abs(total - 1) > RATIO_TOLERANCE:
+            listed = " + ".join(f"{s.name} {s.ratio:g}" for s in sources)
+            raise UserError(
+                f"data '{data.name}': source ratios add up to {total:g} ({listed}), not 1; fix data.sources[].ratio"
+            )
+    else:
+        known = [r.tokens for r in reports]
+        total = sum(known) if all(k is not None for k in known) else None
+        ratios = [k / total if total else None for k in known]
+    plans = []
+    for source, report, ratio in zip(sources, reports, ratios, strict=True):
+        for key in ("max_repetition_ratio", "max_source_fraction"):
+            if not getattr(source, key) > 0:
+                raise UserError(
+                    f"data source {source.name}: {key}={getattr(source, key)} must be > 0"
+                )
+        entry: dict[str, Any] = {
+            "ratio": ratio,
+            "requested_tokens": None,
+            "repetition": None,
+            "fits": None,
+        }
+        if ratio is not None:
+            entry["requested_tokens"] = int(duration * ratio)
+        if ratio is not None and report.tokens:
+            usable = report.tokens * source.max_source_fraction
+            entry["repetition"] = entry["requested_tokens"] / usable
+            entry["fits"] = entry["repetition"] <= source.max_repetition_ratio
+            if not entry["fits"]:
+                fix = (
+                    "shorten the run (chinchilla_multiple or train.max_steps), add data, or raise its max_repetition_ratio"
+                    if natural
+                    else "raise max_repetition_ratio, lower its ratio, or shorten the run"
+                )
+                entry["fit_problem"] = (
+                    f"needs {entry['requested_tokens']:,} tokens but has {int(usable):,} usable, a repetition of "
+                    f"{entry['repetition']:.2f}x above its max_repetition_ratio {source.max_repetition_ratio:g}; {fix}"
+                )
+        plans.append(entry)
+    return plans
+
+
+def check_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
+    """Every start-up check of the run's data; returns its report (see :func:`data_report`).
+
+    Raises ``UserError`` for the first problem: missing or malformed files, a mix that cannot be
+    met, ids outside the vocabulary, data of another tokenizer.
+    """
+    data, tok = config.data, config.tokenizer
+    report = data_report(data, tok.vocab_size, duration_tokens)
+    files = [
+        f"{r['name']}: {r['problem']}" for r in report["sources"] + report["eval"] if r["problem"]
+    ]
+    if files:
+        hint = "; run `make data`" if data.builder else ""
+        raise UserError(f"data '{data.name}': {files[0]}{hint}")
+    # The files' tokenizer before what they can supply: token counts depend on it.
+    pattern_sets = [(s.name, s.paths) for s in data.sources] + list((data.eval or {}).items())
+    check_token_files(tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks")
+    if report["problems"]:
+        hint = ""
+        if data.builder == "embedded":
+            hint = "; for a short CPU run on it use experiment=cpu_demo (what `make train` runs)"
+        raise UserError(f"data '{data.name}': {report['problems'][0]}{hint}")
+    return report
+
+
+def instance_filter(data: DataSchema) -> dict[str, int] | None:
+    """``data.instance_filter`` with the plan's defaults filled in; unknown keys are an error."""
+    given = data.instance_filter
+    if given is None:
+        return None
+    defaults = asdict(InstanceFilterSchema())
+    if not isinstance(given, dict) or not all(isinstance(v, int) for v in given.values()):
+        raise UserError(
+            f"data.instance_filter={given} must be null or a mapping of {', '.join(defaults)} to integers"
+        )
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise UserError(
+            f"data.instance_filter.{unknown[0]} is not a setting; use {', '.join(defaults)}"
+        )
+    merged = {**defaults, **given}
+    if (
+        not 1 <= merged["repetition_min_period"] <= merged["repetition_max_period"]
+        or merged["repetition_max_count"] < 2
+    ):
+        raise UserError(
+            f"data.instance_filter {merged} needs 1 <= min_period <= max_period and max_count >= 2"
+        )
+    return merged
+
+
+def source_of_path(data: DataSchema) -> dict[str, str]:
+    """Every local training file (or remote path) -> the name of its source."""
+    return {p: s.name for s in data.sources for p in expand(s.paths)}
+
+
+def eval_files(data: DataSchema) -> list[tuple[str, str]]:
+    """``(source, file)`` for every held-out token file of the mix."""
+    return [(name, p) for name, pats in (data.eval or {}).items() for p in expand(pats)]
+
+
+def dataset_config(
+    config: RunConfig, duration_tokens: int, batch_tokens: int, tokenizer: Any, work_dir: str
+):
+    """olmo-core's ``NumpyFSLDatasetConfig`` for the mix (natural, or olmo-core's source mixture)."""
+    from olmo_core.data import InstanceFilterConfig, NumpyFSLDatasetConfig
+    from olmo_core.data.source_mixture import (
+        SourceMixtureConfig,
+        SourceMixtureDatasetConfig,
+        SourceMixtureList,
+    )
+
+    data = config.data
+    filt = instance_filter(data)
+    common: dict[str, Any] = dict(
+        sequence_length=config.train.sequence_length,
+        tokenizer=tokenizer,
+        work_dir=work_dir,
+        instance_filter_config=InstanceFilterConfig(**filt) if filt else None,
+    )
+    if all(s.ratio is None for s in data.sources):
+        paths, metadata = [], []
+        for s in data.sources:
+            for p in expand(s.paths):
+                paths.append(p)
+                metadata.append({"label": s.name})
+        return NumpyFSLDatasetConfig(paths=paths, metadata=metadata, **common)
+    mixture = SourceMixtureDatasetConfig(
+        source_list=SourceMixtureList(
+            sources=[
+                SourceMixtureConfig(
+                    source_name=s.name,
+                    target_ratio=s.ratio,
+                    paths=expand(s.paths),
+                    max_repetition_ratio=s.max_repetition_ratio,
+                    max_source_fraction=s.max_source_fraction,
+                )
+                for s in data.sources
+            ]
+        ),
+        requested_tokens=duration_tokens,
+        global_batch_size=batch_tokens,
+        seed=config.seed,
+        quiet=True,
+    )
+    return NumpyFSLDatasetConfig(source_mixture_config=mixture, **common)
+
+
+def heldout_baseline(
+    config: RunConfig, report: dict[str, Any]
+) -> tuple[float, dict[str, int]] | None:
+    """Unigram entropy (nats) of the scored held-out targets, and their count per source.
+
+    A unigram model that knew the held-out distribution exactly would score this; a model
+    that learned anything from context must do better.
+    """
+    eval_paths = config.data.eval or {}
+    if not eval_paths or any(r["remote"] for r in report["eval"]):
+        return None
+    tok, seq = config.tokenizer, config.train.sequence_length
+    dtype = token_dtype(tok.vocab_size)
+    counts = np.zeros(tok.vocab_size, dtype=np.int64)
+    per_source = {}
+    for name, patterns in eval_paths.items():
+        targets = [scored_targets(p, seq, tok.eos_token_id, dtype) for p in expand(patterns)]
+        per_source[name] = sum(t.size for t in targets)
+        for t in targets:
+            counts += np.bincount(t, minlength=tok.vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum()), per_source
+
+
+def pooled_eval_loss(eval_losses: dict[str, float], weights: dict[str, int]) -> float | None:
+    """Held-out loss over all sources, each weighted by its number of scored targets."""
+    total = sum(weights.get(k, 0) for k in eval_losses)
+    if not eval_losses or total == 0:
+        return None
+    return sum(v * weights.get(k, 0) for k, v in eval_losses.items()) / total

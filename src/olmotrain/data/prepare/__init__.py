@@ -1,0 +1,38 @@
+"""Text -> olmo-core token files: read, tokenize, split train/eval, shard, manifest; resumable.
+
+The parts, each one idea: :mod:`.readers` (input formats), :mod:`.tokenize` (batches on worker
+processes), :mod:`.shards` (published shards and their resume records), :mod:`.output` (the
+output directory: lock, other tokenizers' data, resuming), :mod:`.manifest` (the format),
+:mod:`.build` (the run), :mod:`.progress` and the command line (``__main__``).
+"""
+
+from olmotrain.data.prepare.build import Options, prepare, prepare_files
+from olmotrain.data.prepare.manifest import (
+    MANIFEST_NAME,
+    SPLITS,
+    STATE_DIR,
+    atomic_write_bytes,
+    atomic_write_json,
+    format_summary,
+    load_manifest,
+    split_of,
+)
+from olmotrain.data.prepare.progress import Progress
+from olmotrain.data.prepare.readers import expand_inputs, read_documents
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SPLITS",
+    "STATE_DIR",
+    "Options",
+    "Progress",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "expand_inputs",
+    "format_summary",
+    "load_manifest",
+    "prepare",
+    "prepare_files",
+    "read_documents",
+    "split_of",
+]

