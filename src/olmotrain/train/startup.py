@@ -59,26 +59,37 @@ def print_plan(plan: Plan, mode: str) -> None:
 
 
 def check_writable(path: Path, setting: str) -> None:
-    """``path`` is (or can be made) a directory this process can write; leaves nothing behind.
+    """``path`` is (or can be made) a directory this process can write; changes nothing.
 
-    Probed at the deepest part of ``path`` that exists, by making and removing a directory there
-    (permission bits alone say nothing to root, or about read-only mounts and /proc), and its
-    filesystem must have room. Raises ``UserError`` naming ``setting`` (``output_root=runs``).
+    Checked at the deepest part of ``path`` that exists: a directory, writable (the mount's
+    read-only flag and the permission bits), with room on its filesystem. Where something must
+    be created below it, a directory is made and removed there too: permission bits say nothing
+    to root, nor about /proc or /sys. Raises ``UserError`` naming ``setting`` (``output_root=runs``).
     """
     import errno
     import os
     import tempfile
 
-    existing = path.absolute()
+    target = path.absolute()
+    existing = target
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+
+    def problem(code: int) -> OSError:
+        return OSError(code, os.strerror(code), str(existing))
+
     try:
         if not existing.is_dir():
-            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
-        os.rmdir(tempfile.mkdtemp(prefix=".olmotrain-probe-", dir=existing))
+            raise problem(errno.ENOTDIR)
         stats = os.statvfs(existing)
+        if stats.f_flag & os.ST_RDONLY:
+            raise problem(errno.EROFS)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise problem(errno.EACCES)
         if stats.f_bavail * stats.f_frsize < 1 << 20:  # under 1 MiB free: no checkpoint fits
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(existing))
+            raise problem(errno.ENOSPC)
+        if existing != target:  # it will be created: try (the probe leaves nothing)
+            os.rmdir(tempfile.mkdtemp(prefix=".olmotrain-probe-", dir=existing))
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename).parent == existing:
             exc.filename = str(path)  # name the path the user gave, not the probe
