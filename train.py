@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> None:
     # 1. The plan, from the config alone (the resolvers run once, here).
     config, plan, mode = plan_run(cfg)
     if mode is not None:
-        print_plan(plan, mode)
+        print_plan(config, plan, mode)
         return
 
     # 2. Devices, data, run dir (resume it, refuse a different run, or report a finished one).

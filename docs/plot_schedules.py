@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from olmotrain.config.compose import compose  # noqa: E402
 from olmotrain.plan.plan import build_plan  # noqa: E402
 from olmotrain.plan.resolvers import resolve  # noqa: E402
-from olmotrain.train.trainer import scheduler  # noqa: E402
+from olmotrain.plan.schedule import scheduler  # noqa: E402
 
 BASE = ["model=olmo2_30m", "chinchilla_multiple=4", "data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
 

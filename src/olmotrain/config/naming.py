@@ -16,13 +16,13 @@ from olmotrain.errors import UserError
 
 EXECUTION_KEYS = {
     "run_name", "output_root", "data_root", "dry_run", "fresh", "sweep_name", "wandb", "cluster",
-    "parallel",
+    "parallel", "eval",
     "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
     "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
     "tokenizer.path", "data.num_workers", "model.attn_backend",
 }  # fmt: skip
-"""Keys that may change between invocations of the same run: where and how it runs and logs
-(devices, sharding, micro-batching, kernels), not what it trains."""
+"""Keys that may change between invocations of the same run: where and how it runs, logs and is
+evaluated (devices, sharding, micro-batching, kernels, evaluators), not what it trains."""
 
 NOT_NAMING = EXECUTION_KEYS | {"hydra", "sweep_name"}
 """Override keys that never name a sweep or a point; two points differing only in them would

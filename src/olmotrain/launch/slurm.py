@@ -20,7 +20,6 @@ import contextlib
 import copy
 import datetime
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -410,11 +409,8 @@ def _print_dry_run(params: dict, config: RunConfig, plan: Any, mode: str, execut
         script = sbatch_script(
             make_executor(params, config, Path(plan.run_dir).resolve(), executor)
         )
-    if mode == "json":
-        print(json.dumps({**json.loads(plan.to_json()), **({"sbatch": script} if script else {})}))
-        return
-    print_plan(plan, mode)
-    if script:
+    print_plan(config, plan, mode, {"sbatch": script} if script else None)
+    if script and mode != "json":
         print("\nsbatch script (submitted per run; RUN_DIR/slurm/<job id>/ holds its logs):\n")
         print(script)
 

@@ -2,8 +2,10 @@
 
 ``build_plan`` reads a resolved run config (``derived.*`` filled by the Chinchilla resolvers,
 :func:`olmotrain.plan.resolvers.resolve`), counts FLOPs on a meta-device model (no weights
-allocated), and looks at the data files without reading them. Data problems are reported in the plan, never raised, so a run on remote or
-not-yet-built data can be planned offline. ``dry_run=true`` prints :func:`render_table`,
+allocated), and looks at the data files without reading them. Data problems are reported in the
+plan, never raised, so a run on remote or not-yet-built data can be planned offline. It also
+holds what the run will cost: memory per device (:mod:`.memory`), wall time, device-hours and
+checkpoint disk (:mod:`.cost`), and when it is evaluated on what. ``dry_run=true`` prints :func:`render_table`,
 ``dry_run=json`` prints :func:`Plan.to_json` (a contract other tools read).
 """
 
@@ -21,6 +23,8 @@ from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
 from olmotrain.model.build import padded_vocab_size, transformer_config
 from olmotrain.model.parallel import attention_backend, cuda_available, parallel_name
+from olmotrain.plan.cost import device_capacity, device_type_for, estimate
+from olmotrain.plan.memory import fit_advice, memory_estimate
 
 
 @dataclass
@@ -70,6 +74,14 @@ class Plan:
     run_name: str
     run_dir: str
     data: dict[str, Any]
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """Downstream tasks (expanded), items per task, interval, and the steps evaluated at."""
+    memory: dict[str, int] = field(default_factory=dict)
+    """Bytes per device: params, grads, optimizer, activations, buffers, runtime, total."""
+    memory_fit: dict[str, Any] = field(default_factory=dict)
+    """Whether ``memory.total`` fits the device, and what would make it fit."""
+    estimate: dict[str, Any] = field(default_factory=dict)
+    """Wall time and device-hours at the assumed MFU, and the checkpoints' disk."""
     origins: dict[str, str] = field(default_factory=dict)
     """Where a value came from when the Chinchilla law did not decide it alone (the setting, or
     the data config), e.g. ``{"batch_size_tokens": "train.global_batch_size"}``."""
@@ -119,6 +131,15 @@ def build_plan(c: RunConfig) -> Plan:
     flops_per_token = _flops_per_token(model_cfg, t.sequence_length)
     backend = _planned_backend(c, warnings)
     data = data_report(c.data, c.tokenizer.vocab_size, d.duration_tokens)
+    layers = layer_shapes(model_cfg)
+    total_flops = flops_per_token * d.duration_tokens
+    memory, memory_fit, cost = _resources(c, model_cfg.d_model, layers, batch, total_flops)
+    if not memory_fit["fits"]:
+        fixes = " or ".join(memory_fit["would_fit_with"]) or "a bigger device"
+        warnings.append(
+            f"{memory['total'] / 2**30:.1f} GiB per device does not fit the "
+            f"{memory_fit['capacity'] / 2**30:.0f} GiB of a {cost['device_type']}; try {fixes}"
+        )
     return Plan(
         model=c.model.name,
         factory=c.model.factory,
@@ -142,7 +163,7 @@ def build_plan(c: RunConfig) -> Plan:
         attn_backend=backend,
         activation_checkpointing=c.parallel.activation_checkpointing,
         compile=c.parallel.compile,
-        layers=layer_shapes(model_cfg),
+        layers=layers,
         lr=d.lr,
         betas=list(d.betas),
         weight_decay=t.weight_decay,
@@ -163,9 +184,101 @@ def build_plan(c: RunConfig) -> Plan:
         run_name=c.run_name,
         run_dir=os.path.join(c.output_root, c.run_name),
         data=data,
+        evaluation=_evaluation(c, d),
+        memory=memory,
+        memory_fit=memory_fit,
+        estimate=cost,
         origins=origins,
         warnings=warnings,
     )
+
+
+def _evaluation(c: RunConfig, d: Any) -> dict[str, Any]:
+    """What the run is evaluated on and when (the evaluators' own rule, checked here)."""
+    e = c.eval
+    for key in ("interval", "limit"):
+        value = getattr(e, key)
+        if value is not None and value < 1:
+            raise UserError(f"eval.{key}={value} must be at least 1 (or null)")
+    tasks = []
+    if e.downstream:
+        from olmotrain.eval.tasks import expand_tasks  # imports ai2-olmo-eval: only when asked
+
+        tasks = expand_tasks(e.downstream)
+    steps = sorted({ck.step for ck in d.checkpoints if 0 < ck.step <= d.max_steps})
+    if e.interval:
+        steps = sorted(set(steps) | set(range(e.interval, d.max_steps + 1, e.interval)))
+    return {
+        "held_out": sorted((c.data.eval or {}).keys()),
+        "downstream": tasks,
+        "limit": e.limit,
+        "interval": e.interval,
+        "steps": steps,
+    }
+
+
+def _resources(
+    c: RunConfig, d_model: int, layers: list[dict[str, int]], batch: Any, total_flops: int
+) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
+    """Memory per device (and whether it fits), time, cost and disk."""
+    device = _device(c)
+    devices, par = c.cluster.devices, c.parallel
+    name = parallel_name(par, devices)
+    device_type, assumed = device_type_for(c.cluster.device_type, device)
+
+    def memory(micro: int, ac: str | None, world: int, sharding: str):
+        return memory_estimate(
+            num_params=c.derived.num_params,
+            layers=layers,
+            d_model=d_model,
+            padded_vocab=padded_vocab_size(c.tokenizer.vocab_size),
+            sequence_length=c.train.sequence_length,
+            micro_batch_instances=micro,
+            world_size=world,
+            parallel=sharding,
+            device="cpu" if device_type == "cpu" else "cuda",
+            num_replicas=par.num_replicas,
+            shard_degree=par.shard_degree,
+            ac_mode=ac,
+            ac_block_interval=par.ac_block_interval,
+            ac_memory_budget=par.ac_memory_budget,
+        )
+
+    current = memory(batch.micro_batch_instances, par.activation_checkpointing, devices, name)
+    variants = {}
+    if batch.micro_batch_instances > 1:
+        variants["train.micro_batch_size=1"] = memory(
+            1, par.activation_checkpointing, devices, name
+        )
+    if par.activation_checkpointing != "full":
+        variants["parallel.activation_checkpointing=full"] = memory(
+            batch.micro_batch_instances, "full", devices, name
+        )
+    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+        if world > devices:
+            more = memory(batch.micro_batch_instances, par.activation_checkpointing, world, "fsdp")
+            if more.total <= device_capacity(device_type):
+                variants[f"{world} devices with FSDP"] = more
+                break
+    fit = fit_advice(current, device_capacity(device_type), variants)
+    kept = len({ck.step for ck in c.derived.checkpoints}) + 2  # + step 0 + the latest ephemeral
+    cost = estimate(
+        total_flops=total_flops,
+        devices=devices,
+        device_type=device_type,
+        mfu=c.cluster.mfu,
+        num_params=c.derived.num_params,
+        checkpoints_kept=kept,
+        assumed=assumed,
+    )
+    return current.as_dict(), fit, cost.as_dict()
+
+
+def _device(c: RunConfig) -> str:
+    """The device the run's ranks use: ``cluster.device``, with ``auto`` meaning this machine's."""
+    if c.cluster.device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return c.cluster.device
 
 
 def _sequence_origin(c: RunConfig) -> str:
@@ -195,7 +308,7 @@ def layer_shapes(model_cfg: Any) -> list[dict[str, int]]:
 def _planned_backend(c: RunConfig, warnings: list[str]) -> str:
     """The attention backend on this machine; a plan made elsewhere (no GPU here) only warns."""
     wanted = c.model.attn_backend
-    device = "cuda" if c.cluster.device in ("auto", "cuda") and cuda_available() else "cpu"
+    device = "cuda" if _device(c) == "cuda" and cuda_available() else "cpu"
     try:
         return attention_backend(wanted, device)
     except UserError as exc:
@@ -263,6 +376,9 @@ def render_table(plan: Plan) -> str:
         ),
         ("schedule", _schedule_line(p)),
         ("compute", f"{p.flops_per_token:,} FLOPs/token, {p.total_flops:.3g} FLOPs in all"),
+        ("memory/device", _memory_line(p)),
+        ("estimate", _estimate_line(p)),
+        ("evaluation", _evaluation_line(p)),
         ("run dir", p.run_dir),
     ]
     width = max(len(k) for k, _ in rows)
@@ -299,6 +415,50 @@ def render_table(plan: Plan) -> str:
     for warning in p.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _memory_line(p: Plan) -> str:
+    m, fit = p.memory, p.memory_fit
+    parts = ", ".join(
+        f"{k} {_gib(m[k])}"
+        for k in ("params", "grads", "optimizer", "activations", "buffers", "runtime")
+        if m[k]
+    )
+    verdict = (
+        f"fits {_gib(fit['capacity'])}"
+        if fit["fits"]
+        else f"DOES NOT FIT {_gib(fit['capacity'])}: try {' or '.join(fit['would_fit_with']) or 'a bigger device'}"
+    )
+    return f"{_gib(m['total'])} ({parts}); {verdict}"
+
+
+def _estimate_line(p: Plan) -> str:
+    e = p.estimate
+    hours = e["seconds"] / 3600
+    when = f"{hours:.2f} h" if hours >= 1 else f"{e['seconds'] / 60:.1f} min"
+    rate = f"{e['peak_flops'] / 1e12:.4g} TFLOP/s peak x MFU {e['mfu']:g}"
+    line = (
+        f"{when} on {e['devices']} x {e['device_type']} ({rate}) = {e['gpu_hours']:.3g} "
+        f"device-hours; checkpoints {_gib(e['checkpoint_bytes'])} each, "
+        f"{_gib(e['disk_bytes'])} for the {e['checkpoints_kept']} kept"
+    )
+    return line + (f" ({e['assumed']})" if e["assumed"] else "")
+
+
+def _evaluation_line(p: Plan) -> str:
+    ev = p.evaluation
+    what = [f"held-out {', '.join(ev['held_out'])} (CE, PPL, BPB)"] if ev["held_out"] else []
+    if ev["downstream"]:
+        limit = f", {ev['limit']} items each" if ev["limit"] else ""
+        what.append(f"{len(ev['downstream'])} downstream task(s){limit}")
+    if not what:
+        return "none (no held-out data, no eval.downstream)"
+    steps = ", ".join(f"{s:,}" for s in ev["steps"][:8]) + (" ..." if len(ev["steps"]) > 8 else "")
+    return f"{'; '.join(what)} at steps {steps}"
 
 
 def _duration_line(p: Plan) -> str:

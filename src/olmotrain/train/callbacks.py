@@ -26,14 +26,18 @@ from olmotrain.train.rundir import read_metrics
 
 log = logging.getLogger("olmotrain")
 
+WANDB_API_KEY = "WANDB_API_KEY"
+
 TRAIN_LOSS = "train/CE loss"
 SOURCE_TOKENS = "data/tokens/"
 EVAL_PREFIX = "eval/lm/"
+DOWNSTREAM_PREFIX = "eval/downstream/"
 
 
 @dataclass
 class MetricsLogCallback(Callback):
-    """Append ``{step, tokens, loss, lr, tokens_per_s, eval/...}`` per logged step to ``path``."""
+    """Append ``{step, tokens, loss, lr, tokens_per_s, eval/<source> (CE), bpb/<source>,
+    downstream/<task> (<metric>)}`` per logged step to ``path``."""
 
     path: str = "metrics.jsonl"
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -66,6 +70,10 @@ class MetricsLogCallback(Callback):
                 record[f"tokens/{key[len(SOURCE_TOKENS) :]}"] = int(value)
             if key.startswith(EVAL_PREFIX) and key.endswith("/CE loss"):
                 record[f"eval/{key[len(EVAL_PREFIX) : -len('/CE loss')]}"] = float(value)
+            elif key.startswith(EVAL_PREFIX) and key.endswith("/BPB"):
+                record[f"bpb/{key[len(EVAL_PREFIX) : -len('/BPB')]}"] = float(value)
+            elif key.startswith(DOWNSTREAM_PREFIX):
+                record[f"downstream/{key[len(DOWNSTREAM_PREFIX) :]}"] = float(value)
         if len(record) == 2:
             return
         # Merge metrics logged in several calls for the same step (e.g. the final eval).
@@ -154,7 +162,11 @@ class PreemptionCallback(Callback):
 
 @dataclass
 class WandBCallback(_OlmoWandB):
-    """olmo-core's W&B callback, made safe for long runs.
+    """olmo-core's W&B callback, made safe for long runs and usable without a key.
+
+    - olmo-core demands ``WANDB_API_KEY`` even offline; without one this runs W&B offline
+      (``WANDB_MODE=offline``, synced later with ``wandb sync``), and never asks W&B's API for
+      cancel tags (that needs the key). With a key it is online as before.
 
     - olmo-core 3.0.0 calls ``wandb.finish(exit_code=..., quiet=True)``; wandb 0.31 removed
       ``quiet``, so every W&B run crashed when it closed.
@@ -162,6 +174,21 @@ class WandBCallback(_OlmoWandB):
       ``wandb.log`` then raised and took the run down before olmo-core could save its checkpoint.
       A W&B failure now only stops W&B (``metrics.jsonl`` keeps every step).
     """
+
+    def pre_train(self):
+        if self.enabled and get_rank() == 0 and not os.environ.get(WANDB_API_KEY):
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ[WANDB_API_KEY] = ""  # olmo-core checks presence; offline needs no key
+            try:
+                super().pre_train()
+            finally:
+                del os.environ[WANDB_API_KEY]
+            return
+        super().pre_train()
+
+    def post_step(self):
+        if os.environ.get(WANDB_API_KEY):  # cancel tags live on W&B's server
+            super().post_step()
 
     def log_metrics(self, step: int, metrics: dict[str, float]):
         try:

