@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 EPHEMERAL_INTERVAL = 250  # olmotrain's default, passed to both sides
 GOAL_THROUGHPUT, GOAL_CLI = 0.98, 1.3
-STEP_LINE = re.compile(r"\[step=(\d+)/\d+,epoch=")
-TPS_LINE = re.compile(r"throughput/device/TPS=([\d,.]+)\s*$")
+# olmo-core's console logger ("[step=5/40,epoch=1...]" then "throughput/device/TPS=6,518" lines)
+# and olmotrain's progress lines ("[step=5/40] tokens=... tokens/s=6,518 eta=..."), both from
+# olmo-core's speed monitor.
+STEP_LINE = re.compile(r"\[step=(\d+)/\d+[,\]]")
+TPS_LINE = re.compile(r"(?:throughput/device/TPS=([\d,.]+)\s*$|tokens/s=([\d,.]+))")
 CLI_OLMOTRAIN = [PY, "train.py", "model=olmo2_30m", "dry_run=json"]
 CLI_BASELINE = [PY, "-c", "import olmo_core.nn.transformer.config"]
 
@@ -115,8 +118,8 @@ def timed_run(cmd: list[str], log_path: Path, env: dict[str, str], skip: int) ->
                 step = int(m[1])
                 if step == 1 and first_step is None:
                     first_step = time.perf_counter() - t0
-            elif step is not None and (m := TPS_LINE.search(line)):
-                tps[step] = float(m[1].replace(",", ""))
+            if step is not None and (m := TPS_LINE.search(line)):
+                tps[step] = float((m[1] or m[2]).replace(",", ""))
     total = time.perf_counter() - t0
     if proc.wait() or first_step is None or not tps:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])

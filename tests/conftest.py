@@ -91,6 +91,7 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 def kill_at_step(*args: str, run_dir: Path, step: int, timeout: float = 300) -> None:
     """Start ``python train.py ARGS`` and SIGKILL it (launcher and ranks) once ``step`` is logged."""
     env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen(
         [sys.executable, "train.py", *args],
         cwd=REPO,

@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit", type=int, default=None, help="items per downstream task")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="sequences per forward pass (default: ~64 MiB of logits on CPU, the run's micro-batch on GPU)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--list-tasks", action="store_true", help="every task and group name")
     args = parser.parse_args(argv)
@@ -67,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     target.config = with_evaluation(target.config, tasks, args.limit)
     device_type(args.device)  # cuda without a GPU: one line, before any model
     setup_logging()  # after the checks: a bad input is one line, nothing else
-    results = evaluate(target, device=args.device)
+    if args.batch is not None and args.batch < 1:
+        raise UserError(f"--batch {args.batch} must be at least 1 sequence")
+    results = evaluate(target, device=args.device, batch_sequences=args.batch)
     print(json.dumps(results) if args.json else render(results))
     if not args.json:
         print(f"\nmerged into {target.metrics_path}", file=sys.stderr)

@@ -29,6 +29,8 @@ class ModelSchema:
     n_kv_heads: int | None = None
     """Grouped-query attention: key/value heads (``null`` keeps multi-head attention)."""
     head_dim: int | None = None
+    ffn_hidden: int | None = None
+    """The SwiGLU hidden size of every block (``null``: the factory's)."""
     tie_word_embeddings: bool | None = None
     attn_backend: str = "auto"
     """``auto`` (flash-attn 2 on CUDA when installed, else PyTorch SDPA) | ``torch`` | ``flash_2`` | ``flash_3``."""

