@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data
 
-.PHONY: setup data train test test-fast bench lint clean
+.PHONY: setup data train test test-fast bench lint clean ladder-demo
 
 setup: $(STAMP)  ## the virtual environment with everything installed
 
@@ -22,6 +22,13 @@ data: setup  ## build the embedded dataset (offline; skipped when already built)
 
 train: data  ## train the CPU demo (experiment=cpu_demo) and print where the results are
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) train.py experiment=cpu_demo $(ARGS)
+
+ladder-demo: data  ## DataDecide on the CPU: 4 sizes x 3 embedded mixes -> fit, decide, report in docs/ladder-demo/
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder run demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder collect demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder fit demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder decide demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder report demo --output docs/ladder-demo
 
 test: setup  ## the whole suite (CPU); exit 5 (no tests collected) is a failure
 	$(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)

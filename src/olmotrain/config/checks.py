@@ -12,8 +12,8 @@ from dataclasses import fields, is_dataclass
 from typing import Any, get_type_hints
 
 from olmotrain.config import schema
-from olmotrain.config.compose import CONFIG_DIR, GROUPS, group_options
-from olmotrain.errors import UserError
+from olmotrain.config.compose import CONFIG_DIR, GROUPS, compose, group_options
+from olmotrain.errors import UserError, user_error_line
 
 DRY_RUN_MODES = {
     False: None,
@@ -108,3 +108,66 @@ def suggest_key(key: str) -> str:
     if close:
         return f"did you mean {' or '.join(close)}?"
     return "see the config reference in README.md"
+
+
+HYDRA_ERRORS = (
+    "OverrideParseException",
+    "ConfigCompositionException",
+    "MissingMandatoryValue",
+    "ValidationError",
+    "InterpolationResolutionError",
+    "ConfigKeyError",
+)
+
+
+def explain(exc: BaseException) -> tuple[str, int] | None:
+    """``(one line, exit code)`` for a known user-caused error (walking its causes), else ``None``."""
+    known = user_error_line(exc)
+    if known is not None:
+        return known
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = "\n".join(str(e) for e in chain)
+    full_key = re.search(r"full_key: (\S+)", text)
+    key = full_key.group(1) if full_key else None
+    overridden = re.search(r"Could not override '([^']+)'", text)
+    if overridden and key and key.startswith(overridden.group(1) + "."):
+        # A mapping given for a mapping is merged into it, so a new key is refused.
+        mapping, leaf = overridden.group(1), key[len(overridden.group(1)) + 1 :]
+        return (
+            f"{mapping} has no key '{leaf}' to merge into; add it with ++{key}=..., or replace "
+            f"the whole mapping with {mapping}=null {mapping}={{...}}",
+            2,
+        )
+    if m := overridden or re.search(r"Key '([^']+)' is not in struct", text):
+        key = m.group(1) if "." in m.group(1) or not key else key
+        return f"unknown config key '{key}'; {suggest_key(key)}", 2
+    if m := re.search(r"Value '([^']*)' of type '\w+' could not be converted to (\w+)", text):
+        return f"{key or 'a value'}='{m.group(1)}' is not a valid {m.group(2).lower()}", 2
+    if m := re.search(r"Could not find '([^']+)'", text):
+        return f"config '{m.group(1)}' not found (configs live in conf/)", 2
+    if type(exc).__name__ == "OverrideParseException":
+        return f"could not parse an override ({text.strip().splitlines()[0]}); write key=value", 2
+    if any(type(e).__name__ in HYDRA_ERRORS for e in chain):
+        return text.strip().splitlines()[0], 2
+    return None
+
+
+def compose_checked(overrides: list[str]):
+    """:func:`olmotrain.config.compose.compose` with bad overrides as one ``UserError``: unknown
+    group choices (with close names), keys and values as ``train.py`` reports them."""
+    check_group_choices(list(overrides))
+    try:
+        cfg = compose(list(overrides))
+        check_known_keys(cfg)
+        return cfg
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - only known kinds are translated
+        known = explain(exc)
+        if known is None:
+            raise
+        raise UserError(known[0]) from exc

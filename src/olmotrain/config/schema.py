@@ -205,6 +205,8 @@ class TrainSchema:
     max_grad_norm: float = 1.0
     ephemeral_checkpoint_interval: int = 250
     """Steps between ephemeral (latest-only) checkpoints, for resuming after a crash."""
+    save_checkpoints: bool = True
+    """``false``: no checkpoints at all (throughput benchmarks; such a run cannot resume)."""
     log_interval: int = 1
     eval_interval: int | None = None
     """The default of ``eval.interval`` (kept for older commands)."""

@@ -51,7 +51,8 @@ def point_names(job_overrides: Sequence[Sequence[str]]) -> list[str] | None:
     return names
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """``value`` as one quoted Hydra override value (run dir names hold ``=`` and ``,``)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -75,14 +76,14 @@ def name_points(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> l
     named = []
     for point, name in zip(job_overrides, names, strict=True):
         user_run_name = any(override_key(o) == "run_name" for o in point)
-        placement = [] if user_run_name else [f"output_root={_quote(str(sweep_dir))}"]
-        placement += [] if user_run_name else [f"run_name={_quote(name)}"]
+        placement = [] if user_run_name else [f"output_root={quote(str(sweep_dir))}"]
+        placement += [] if user_run_name else [f"run_name={quote(name)}"]
         named.append(
             [
                 *point,
                 *placement,
-                f"hydra.sweep.dir={_quote(str(sweep_dir))}",
-                f"hydra.sweep.subdir={_quote(name)}",
+                f"hydra.sweep.dir={quote(str(sweep_dir))}",
+                f"hydra.sweep.subdir={quote(name)}",
             ]
         )
     return named

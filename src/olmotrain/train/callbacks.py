@@ -65,6 +65,8 @@ class MetricsLogCallback(Callback):
             record["lr"] = float(lr)
         if "throughput/device/TPS" in metrics:
             record["tokens_per_s"] = float(metrics["throughput/device/TPS"])
+        if "throughput/device/MFU" in metrics:  # on GPUs, from the device's peak
+            record["mfu"] = float(metrics["throughput/device/MFU"])
         for key, value in metrics.items():
             if key.startswith(SOURCE_TOKENS):
                 record[f"tokens/{key[len(SOURCE_TOKENS) :]}"] = int(value)

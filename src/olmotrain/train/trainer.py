@@ -184,6 +184,7 @@ def trainer_config(
                 max_checkpoints=None,
                 ephemeral_save_interval=t.ephemeral_checkpoint_interval,
                 save_async=False,
+                enabled=t.save_checkpoints,
             ),
         )
         .with_callback(

@@ -1,0 +1,255 @@
+"""``python -m olmotrain.ladder COMMAND LADDER [key=value ...]``: model ladders and DataDecide.
+
+    plan     every point's plan as one table (size, N, mix, batch, steps, tokens, FLOPs, memory,
+             device-hours) with totals; --json
+    run      train every point as one resumable -m sweep (finished points are skipped);
+             --benchmark: a short no-checkpoint throughput run per size
+    status   where every point stands
+    collect  one CSV over all points and checkpoints (--output FILE)
+    fit      scaling laws per mix, with the largest size predicted from the others (--json)
+    decide   mix rankings at every size and DataDecide's decision accuracy (--json)
+    report   fit + decide + pictures as a markdown page (--output DIR)
+
+LADDER is a name in conf/ladder/ or a YAML path; ``key=value`` pairs override its settings.
+``fit``, ``decide`` and ``report`` read the collected table (``--points FILE.csv``: any table in
+that format, then LADDER may be left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from olmotrain.errors import UserError, run_command
+
+COMMANDS = ("plan", "run", "status", "collect", "fit", "decide", "report")
+DEFAULT_METRIC = "train/CE loss"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f}"
+
+
+def plan(ladder: Any, as_json: bool) -> None:
+    """Every point's plan; a mix whose data is missing (and cannot be built) is refused."""
+    from olmotrain.config.compose import compose
+    from olmotrain.plan.plan import build_plan
+    from olmotrain.plan.resolvers import resolve
+
+    rows = []
+    for point in ladder.points:
+        config = resolve(compose(ladder.overrides(point)))
+        p = build_plan(config)
+        problems = [
+            x for x in p.data["problems"] if not (config.data.builder and "no files match" in x)
+        ]
+        if problems:
+            raise UserError(f"ladder {ladder.config.name}: mix {point.mix}: {problems[0]}")
+        rows.append(
+            {
+                "size": point.size, "mix": point.mix, "seed": point.seed,
+                "num_params": p.num_non_embedding_params, "batch_size_tokens": p.batch_size_tokens,
+                "max_steps": p.max_steps, "duration_tokens": p.duration_tokens,
+                "total_flops": p.total_flops, "memory_per_device": p.memory["total"],
+                "memory_fits": p.memory_fit["fits"], "gpu_hours": p.estimate["gpu_hours"],
+                "device_type": p.estimate["device_type"], "run_dir": str(point.run_dir),
+            }
+        )  # fmt: skip
+    totals = {k: sum(r[k] for r in rows) for k in ("duration_tokens", "total_flops", "gpu_hours")}
+    if as_json:
+        print(json.dumps({"ladder": ladder.config.name, "points": rows, "totals": totals}))
+        return
+    head = f"{'size':<11} {'N':>13} {'mix':<26} {'seed':>4} {'batch':>9} {'steps':>7} {'tokens':>15} {'FLOPs':>9} {'GiB/dev':>8} {'dev-h':>8}"
+    lines = [
+        f"olmotrain ladder {ladder.config.name}: {len(rows)} points -> {ladder.sweep_dir}",
+        "",
+        head,
+    ]
+    for r in rows:
+        fits = "" if r["memory_fits"] else " !"
+        lines.append(
+            f"{r['size']:<11} {r['num_params']:>13,} {r['mix']:<26} {r['seed']:>4} "
+            f"{r['batch_size_tokens']:>9,} {r['max_steps']:>7,} {r['duration_tokens']:>15,} "
+            f"{r['total_flops']:>9.3g} {_gib(r['memory_per_device']):>8}{fits} {r['gpu_hours']:>8.3g}"
+        )
+    lines.append(
+        f"{'total':<11} {'':>13} {'':<26} {'':>4} {'':>9} {'':>7} {totals['duration_tokens']:>15,} "
+        f"{totals['total_flops']:>9.3g} {'':>8} {totals['gpu_hours']:>8.3g}"
+    )
+    lines.append(
+        f"\ndevice-hours on {rows[0]['device_type']} (cluster.device_type=...); ! = does not fit the device"
+    )
+    print("\n".join(lines))
+
+
+def _points(args: argparse.Namespace, ladder: Any):
+    from olmotrain.ladder.collect import collect, read_points
+
+    if args.points is not None:
+        return read_points(args.points)
+    return collect(ladder)
+
+
+def _metric(args: argparse.Namespace, ladder: Any) -> str:
+    if args.metric:
+        return args.metric
+    if ladder is not None and ladder.config.metric:
+        return ladder.config.metric
+    return DEFAULT_METRIC
+
+
+def _higher(args: argparse.Namespace, ladder: Any) -> bool | None:
+    if args.higher_is_better:
+        return True
+    return ladder.config.higher_is_better if ladder is not None else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m olmotrain.ladder",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.split("\n\n")[1:]),
+    )
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("ladder", nargs="?", help="a name in conf/ladder/ or a YAML file")
+    parser.add_argument("overrides", nargs="*", help="key=value settings of the ladder")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--points", type=Path, default=None, help="a collected CSV to read instead")
+    parser.add_argument("--metric", default=None, help="the collected column to fit or rank by")
+    parser.add_argument(
+        "--higher-is-better", action="store_true", help="for --metric (default: by its name)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="collect: the CSV; report: the directory"
+    )
+    parser.add_argument("--benchmark", action="store_true", help="run: throughput per size only")
+    parser.add_argument("--steps", type=int, default=20, help="run --benchmark: steps per size")
+    args = parser.parse_args(argv)
+
+    from olmotrain.ladder.ladder import load
+
+    if args.ladder is None and not (
+        args.points is not None and args.command in ("fit", "decide", "report")
+    ):
+        raise UserError(f"`{args.command}` needs a LADDER (a name in conf/ladder/ or a YAML path)")
+    ladder = load(args.ladder, args.overrides) if args.ladder is not None else None
+
+    if args.command == "plan":
+        plan(ladder, args.json)
+    elif args.command == "run":
+        if args.benchmark:
+            if args.steps < 6:
+                raise UserError(
+                    f"--steps {args.steps} must be at least 6 (the first 5 are warm-up)"
+                )
+            results = ladder.benchmark(args.steps)
+            if args.json:
+                print(json.dumps(results))
+            else:
+                for r in results:
+                    mfu = f"{r['mfu']:.1f}%" if r["mfu"] is not None else "- (CPU)"
+                    print(
+                        f"{r['size']:<11} N {r['num_params']:>13,}  {r['tokens_per_s']:>10,.0f} tokens/s  MFU {mfu}"
+                    )
+            return 0
+        plan(ladder, as_json=False)
+        return ladder.run()
+    elif args.command == "status":
+        from olmotrain.launch.status import render, statuses
+
+        if not ladder.sweep_dir.is_dir():
+            raise UserError(f"ladder {ladder.config.name} has not run yet (no {ladder.sweep_dir})")
+        print(render(statuses(ladder.sweep_dir), ladder.sweep_dir))
+    elif args.command == "collect":
+        frame = _points(args, ladder)
+        out = args.output or ladder.sweep_dir / "collected.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        print(
+            f"{len(frame)} checkpoints of {frame.groupby(['size', 'mix', 'seed']).ngroups} runs -> {out}"
+        )
+    elif args.command == "fit":
+        from olmotrain.ladder.fit import fit_ladder
+
+        result = fit_ladder(_points(args, ladder), _metric(args, ladder))
+        print(json.dumps(result) if args.json else _fit_table(result))
+    elif args.command == "decide":
+        from olmotrain.ladder.decide import decide
+
+        frame = _points(args, ladder)
+        sizes = list(ladder.config.sizes) if ladder is not None else None
+        result = decide(frame, _metric(args, ladder), _higher(args, ladder), sizes)
+        print(json.dumps(result) if args.json else _decide_table(result))
+    elif args.command == "report":
+        from olmotrain.ladder.decide import decide
+        from olmotrain.ladder.fit import fit_ladder
+        from olmotrain.ladder.report import write_report
+
+        frame = _points(args, ladder)
+        metric = _metric(args, ladder)
+        notes: list[str] = []
+        fit = decision = None
+        try:
+            fit = fit_ladder(frame, metric)
+        except UserError as exc:
+            notes.append(f"No scaling-law fit: {exc}.")
+        try:
+            decision = decide(
+                frame, metric, _higher(args, ladder), list(ladder.config.sizes) if ladder else None
+            )
+        except UserError as exc:
+            notes.append(f"No decision: {exc}.")
+        out = args.output or (ladder.sweep_dir / "report" if ladder else Path("ladder-report"))
+        name = ladder.config.name if ladder else args.points.stem
+        page = write_report(name, frame, fit, decision, out, notes)
+        frame.to_csv(out / "collected.csv", index=False)
+        print(f"report: {page}")
+    return 0
+
+
+def _fit_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"scaling laws of {result.get('loss_metric', result['metric'])} = A * C^-alpha + E (C: training FLOPs)",
+        "",
+    ]
+    lines.append(
+        f"{'mix':<24} {'A':>10} {'alpha':>8} {'E':>8}   held-out size: predicted / actual (error)"
+    )
+    for mix, e in result["fits"].items():
+        h = e.get("holdout")
+        held = (
+            f"{h['size']}: {h['predicted']:.4g} / {h['actual']:.4g} ({h['rel_error']:+.2%})"
+            if h
+            else "- (needs 4 sizes)"
+        )
+        lines.append(f"{mix:<24} {e['A']:>10.4g} {e['alpha']:>8.4f} {e['E']:>8.4f}   {held}")
+    return "\n".join(lines)
+
+
+def _decide_table(result: dict[str, Any]) -> str:
+    better = "higher" if result["higher_is_better"] else "lower"
+    lines = [f"{result['metric']} ({better} is better); target {result['target_size']}", ""]
+    for size, order in result["rankings"].items():
+        acc = result["decision_accuracy"].get(size)
+        tail = (
+            "target"
+            if size == result["target_size"]
+            else f"decision accuracy {acc:.3f}"
+            if acc is not None
+            else "-"
+        )
+        lines.append(f"  {size:<11} {' > '.join(order):<60} {tail}")
+    predicted = result.get("predicted", {})
+    if "ranking" in predicted and predicted["decision_accuracy"] is not None:
+        lines.append(
+            f"\n  predicted by the scaling laws: {' > '.join(predicted['ranking'])} "
+            f"(decision accuracy {predicted['decision_accuracy']:.3f})"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -1,0 +1,99 @@
+"""``collect``: one tidy table over every point and checkpoint of a ladder.
+
+One row per permanent checkpoint that has its ``metrics_step{N}.json``: ``size, mix, seed,
+num_params`` (N, as the Chinchilla math counts it), ``num_params_total``, ``step``, ``tokens``,
+``flops`` (training FLOPs up to that checkpoint: olmo-core's FLOPs per token x tokens),
+``checkpoint`` (the plan's name for it: ``period 1 0.5xC pre-decay``, ...), ``path``, then one
+column per metric as olmo-core names it (``train/CE loss``, ``eval/lm/<source>/CE loss``,
+``eval/lm/<source>/BPB``, ``eval/downstream/<task> (<metric>)``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from olmotrain.errors import UserError
+from olmotrain.ladder.ladder import Ladder
+from olmotrain.plan.plan import build_plan
+
+FIXED_COLUMNS = [
+    "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops",
+    "checkpoint", "path",
+]  # fmt: skip
+
+
+def collect(ladder: Ladder):
+    """The ladder's table (a pandas DataFrame, ``FIXED_COLUMNS`` first)."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for point in ladder.points:
+        if not (point.run_dir / "config.yaml").exists():
+            continue
+        plan = None
+        for ck in ladder.get_checkpoints(point.size, point.mix, point.seed):
+            if ck.metrics_path is None or not ck.exists:
+                continue
+            plan = plan or build_plan(ladder.run_config(point))
+            metrics = json.loads(ck.metrics_path.read_text())
+            tokens = int(metrics.get("throughput/total tokens", ck.tokens))
+            rows.append(
+                {
+                    "size": point.size,
+                    "mix": point.mix,
+                    "seed": point.seed,
+                    "num_params": plan.num_non_embedding_params,
+                    "num_params_total": plan.num_params,
+                    "step": ck.step,
+                    "tokens": tokens,
+                    "flops": float(plan.flops_per_token) * tokens,
+                    "checkpoint": ck.name,
+                    "path": str(ck.path),
+                    **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                }
+            )
+    if not rows:
+        raise UserError(
+            f"ladder {ladder.config.name} has no finished checkpoint with metrics under "
+            f"{ladder.sweep_dir}; train it first: python -m olmotrain.ladder run {ladder.config.name}"
+        )
+    frame = pd.DataFrame(rows)
+    metric_columns = sorted(c for c in frame.columns if c not in FIXED_COLUMNS)
+    return frame[FIXED_COLUMNS + metric_columns].sort_values(
+        ["size", "mix", "seed", "step"], key=_order(ladder)
+    )
+
+
+def _order(ladder: Ladder):
+    """Sort sizes and mixes in the ladder's own order (smallest first), not alphabetically."""
+    rank = {n: i for i, n in enumerate([*ladder.config.sizes, *ladder.config.mixes])}
+
+    def key(column):
+        return column.map(rank) if column.name in ("size", "mix") else column
+
+    return key
+
+
+def read_points(path: Path):
+    """A collected table from its CSV (``--points FILE.csv``), checked for the fixed columns."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise UserError(f"--points {path}: no such file")
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"--points {path} is not a readable CSV ({exc})") from None
+    missing = [
+        c
+        for c in ("size", "mix", "seed", "num_params", "step", "tokens", "flops")
+        if c not in frame
+    ]
+    if missing:
+        raise UserError(
+            f"--points {path} lacks the column(s) {', '.join(missing)}; write it in the format of "
+            "`python -m olmotrain.ladder collect`"
+        )
+    return frame

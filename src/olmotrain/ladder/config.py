@@ -1,0 +1,120 @@
+"""A ladder is a config: sizes x data mixes x seeds at one Chinchilla multiple.
+
+``conf/ladder/<name>.yaml`` (or any YAML file given by path)::
+
+    name: demo
+    sizes: [olmo2_1m, dd_4m, dd_6m, dd_8m]        # model configs (conf/model/)
+    mixes: [embedded, embedded_code_heavy]       # data configs (conf/data/)
+    chinchilla_multiple: 0.015
+    seeds: [42]
+    overrides: ["eval.downstream=[arc_easy]"]    # train.py overrides for every point
+    metric: eval/lm/english_docs/CE loss         # what fit and decide look at by default
+    output_root: runs
+
+Command-line ``key=value`` pairs override it (``sizes=[dd_4m,dd_6m] chinchilla_multiple=0.1``).
+Every point trains as one point of a ``-m`` sweep named ``ladder-<name>``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from olmotrain.config.compose import CONFIG_DIR, group_options
+from olmotrain.errors import UserError
+
+LADDER_DIR = CONFIG_DIR / "ladder"
+
+
+@dataclass
+class LadderConfig:
+    """What a ladder trains (see the module docstring)."""
+
+    name: str = "ladder"
+    sizes: list[str] = field(default_factory=list)
+    mixes: list[str] = field(default_factory=list)
+    chinchilla_multiple: float = 1.0
+    seeds: list[int] = field(default_factory=lambda: [42])
+    overrides: list[str] = field(default_factory=list)
+    """``train.py`` overrides for every point (tokenizer, evaluation, cluster, ...)."""
+    metric: str | None = None
+    """The collected column ``fit`` and ``decide`` use by default."""
+    higher_is_better: bool | None = None
+    """For ``metric`` (``null``: known from its name: accuracies higher, losses lower)."""
+    output_root: str = "runs"
+
+    @property
+    def sweep_name(self) -> str:
+        return f"ladder-{self.name}"
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.output_root) / "sweeps" / self.sweep_name
+
+
+def ladder_names() -> list[str]:
+    """The shipped ladders (``conf/ladder/*.yaml``)."""
+    return sorted(p.stem for p in LADDER_DIR.glob("*.yaml"))
+
+
+def load_ladder(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> LadderConfig:
+    """A ladder by name (``conf/ladder/``) or YAML path, with ``key=value`` overrides, checked."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = LADDER_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        close = difflib.get_close_matches(str(name_or_path), ladder_names(), n=3, cutoff=0.5)
+        hint = (
+            f"did you mean {' or '.join(close)}?"
+            if close
+            else f"choose from: {', '.join(ladder_names())}"
+        )
+        raise UserError(f"unknown ladder '{name_or_path}'; {hint} (ladders live in conf/ladder/)")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+        merged = OmegaConf.merge(
+            OmegaConf.structured(LadderConfig), values, OmegaConf.from_dotlist(list(overrides))
+        )
+        ladder: LadderConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except (yaml.YAMLError, OmegaConfBaseException, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"ladder {path}: {first}") from None
+    check_ladder(ladder)
+    return ladder
+
+
+def check_ladder(ladder: LadderConfig) -> None:
+    """One clear error for a ladder that cannot mean anything, before anything runs."""
+    if len(set(ladder.sizes)) < 2:
+        raise UserError(
+            f"ladder {ladder.name} has {len(set(ladder.sizes))} size(s); a ladder needs at least "
+            "2 (3 for a scaling-law fit): list them under sizes"
+        )
+    if not ladder.mixes:
+        raise UserError(f"ladder {ladder.name} has no mixes; list data configs under mixes")
+    if not ladder.chinchilla_multiple > 0:
+        raise UserError(
+            f"ladder {ladder.name}: chinchilla_multiple={ladder.chinchilla_multiple} must be > 0"
+        )
+    if not ladder.seeds:
+        raise UserError(f"ladder {ladder.name} has no seeds; e.g. seeds: [42]")
+    for kind, group, names in (("size", "model", ladder.sizes), ("mix", "data", ladder.mixes)):
+        options = group_options(group)
+        for name in names:
+            if name not in options:
+                close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+                hint = (
+                    f"did you mean {' or '.join(close)}?"
+                    if close
+                    else f"configs live in conf/{group}/"
+                )
+                raise UserError(f"ladder {ladder.name}: unknown {kind} '{name}'; {hint}")
+        if len(set(names)) != len(names):
+            raise UserError(f"ladder {ladder.name}: a {kind} is listed twice in {names}")
+    if "/" in ladder.name or ladder.name.startswith("."):
+        raise UserError(f"ladder name {ladder.name!r} must be a plain name")

@@ -1,0 +1,169 @@
+"""``report``: the fit and the decision as one markdown page with its pictures (matplotlib PNGs)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from olmotrain.ladder.fit import PowerLaw, final_points
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fit(frame: Any, fit: dict[str, Any], path: Path) -> Path:
+    """Each mix's final points (metric vs training FLOPs), its law, and the held-out prediction."""
+    plt = _plt()
+    metric = fit.get("loss_metric", fit["metric"])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (mix, entry) in enumerate(fit["fits"].items()):
+        color = f"C{i}"
+        points = entry["points"]
+        c = np.array([p["flops"] for p in points])
+        ax.scatter(c, [p["value"] for p in points], color=color, zorder=3, label=f"{mix}")
+        grid = np.logspace(math.log10(c.min()) - 0.2, math.log10(c.max()) + 0.4, 200)
+        law = PowerLaw(entry["A"], entry["alpha"], entry["E"])
+        ax.plot(grid, law(grid), color=color, lw=1, ls="--",
+                label=f"  {entry['A']:.3g} C^-{entry['alpha']:.3f} + {entry['E']:.3f}")  # fmt: skip
+        holdout = entry.get("holdout")
+        if holdout and "loss_metric" not in fit:
+            at = next(p["flops"] for p in points if p["size"] == holdout["size"])
+            ax.scatter([at], [holdout["predicted"]], color=color, marker="x", s=80, zorder=4,
+                       label=f"  {holdout['size']} predicted without it ({holdout['rel_error']:+.1%})")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training FLOPs (final checkpoint)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Scaling laws per mix: {metric}", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_decision(decision: dict[str, Any], path: Path) -> Path:
+    """Decision accuracy of every smaller size against its compute."""
+    plt = _plt()
+    sizes = [s for s, v in decision["decision_accuracy"].items() if v is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = [decision["compute"][s] for s in sizes]
+    y = [decision["decision_accuracy"][s] for s in sizes]
+    ax.plot(x, y, marker="o", label="ranking at that size")
+    for xi, yi, s in zip(x, y, sizes, strict=True):
+        ax.annotate(s, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    predicted = decision.get("predicted", {})
+    if predicted.get("decision_accuracy") is not None:
+        ax.axhline(predicted["decision_accuracy"], color="C1", ls="--",
+                   label="ranking predicted by the scaling laws")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("training FLOPs of the smaller size")
+    ax.set_ylabel(f"decision accuracy vs {decision['target_size']}")
+    ax.set_title(
+        f"Which mix wins at {decision['target_size']}? ({decision['metric']})", fontsize=10
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _number(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def write_report(
+    name: str, frame: Any, fit: dict[str, Any] | None, decision: dict[str, Any] | None, out: Path,
+    notes: list[str] | None = None,
+) -> Path:  # fmt: skip
+    """``out/report.md`` with ``fit.png`` and ``decision_accuracy.png``; returns the page."""
+    out.mkdir(parents=True, exist_ok=True)
+    metric = (decision or fit or {}).get("metric")
+    lines = [f"# Ladder `{name}`", ""]
+    lines += notes or []
+    sizes = frame.groupby("size", sort=False)["num_params"].first()
+    lines += [
+        "",
+        f"{len(sizes)} sizes x {frame['mix'].nunique()} mixes x {frame['seed'].nunique()} seed(s), "
+        f"{len(frame)} checkpoints with metrics.",
+        "",
+        "| size | N (non-embedding) | final tokens | final FLOPs |",
+        "|---|---:|---:|---:|",
+    ]
+    last = frame.loc[frame.groupby(["size", "mix", "seed"])["step"].idxmax()]
+    for size, n in sizes.items():
+        rows = last[last["size"] == size]
+        lines.append(
+            f"| {size} | {n:,} | {int(rows['tokens'].max()):,} | {rows['flops'].max():.3g} |"
+        )
+    if metric is not None:
+        points = final_points(frame, metric)
+        table = points.pivot(index="size", columns="mix", values="value").reindex(sizes.index)
+        lines += ["", f"## `{metric}` at each run's final checkpoint", ""]
+        lines += [
+            "| size | " + " | ".join(table.columns) + " |",
+            "|---|" + "---:|" * len(table.columns),
+        ]
+        for size, row in table.iterrows():
+            lines.append(f"| {size} | " + " | ".join(_number(v) for v in row) + " |")
+    if fit is not None:
+        plot_fit(frame, fit, out / "fit.png")
+        lines += [
+            "",
+            f"## Scaling laws: `{fit.get('loss_metric', fit['metric'])}` = A C^-alpha + E",
+            "",
+        ]
+        lines += [
+            "| mix | A | alpha | E | held-out size | predicted | actual | error |",
+            "|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for mix, e in fit["fits"].items():
+            h = e.get("holdout") or {}
+            error = "-" if h.get("rel_error") is None else f"{h['rel_error']:+.2%}"
+            lines.append(
+                f"| {mix} | {e['A']:.4g} | {e['alpha']:.4f} | {e['E']:.4f} | {h.get('size', '-')} | "
+                f"{_number(h.get('predicted'))} | {_number(h.get('actual'))} | {error} |"
+            )
+        lines += ["", "![fit](fit.png)"]
+    if decision is not None:
+        plot_decision(decision, out / "decision_accuracy.png")
+        better = "higher" if decision["higher_is_better"] else "lower"
+        lines += ["", f"## Which mix wins ({better} `{decision['metric']}` is better)", ""]
+        lines += [
+            "| size | ranking (best first) | decision accuracy vs "
+            + decision["target_size"]
+            + " |",
+            "|---|---|---:|",
+        ]
+        for size, order in decision["rankings"].items():
+            acc = decision["decision_accuracy"].get(size)
+            lines.append(
+                f"| {size} | {' > '.join(order)} | {_number(acc) if size != decision['target_size'] else 'target'} |"
+            )
+        predicted = decision.get("predicted", {})
+        if "ranking" in predicted:
+            lines += [
+                "",
+                f"Predicted by the scaling laws (sizes below {decision['target_size']}): "
+                f"{' > '.join(predicted['ranking'])}, decision accuracy "
+                f"{_number(predicted['decision_accuracy'])}.",
+            ]
+        elif "error" in predicted:
+            lines += ["", f"No predicted ranking: {predicted['error']}."]
+        lines += ["", "![decision accuracy](decision_accuracy.png)"]
+    page = out / "report.md"
+    page.write_text("\n".join(lines) + "\n")
+    return page

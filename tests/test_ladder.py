@@ -1,0 +1,282 @@
+"""Model ladders and DataDecide: the 14 sizes, the fit and decision math against known answers,
+a real tiny ladder trained through the sweep machinery, and every bad input as one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import DATA_ROOT, REPO, assert_one_line_error
+
+from olmotrain.config.compose import compose
+from olmotrain.ladder.decide import decision_accuracy
+from olmotrain.plan import resolvers
+
+# DataDecide's Table 2 "model size" column (arXiv 2504.11393): non-embedding parameters with the
+# output head, OLMo-1 blocks, the gpt-neox vocabulary padded to 50,304.
+PAPER = {
+    "dd_4m": 3_744_832,
+    "dd_6m": 6_010_464,
+    "dd_8m": 8_538_240,
+    "dd_10m": 9_900_432,
+    "dd_14m": 14_380_224,
+    "dd_16m": 16_004_560,
+    "dd_20m": 19_101_888,
+    "dd_60m": 57_078_144,
+    "dd_90m": 97_946_640,
+    "dd_150m": 151_898_880,
+    "dd_300m": 319_980_544,
+    "dd_530m": 530_074_944,
+    "dd_750m": 681_297_408,
+    "dd_1b": 1_176_832_000,
+}
+
+
+def ladder_cli(*args: str, timeout: float = 1200):
+    return subprocess.run(
+        [sys.executable, "-m", "olmotrain.ladder", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT)},
+    )
+
+
+@pytest.mark.parametrize("size", sorted(PAPER))
+def test_datadecide_sizes_match_the_papers_parameter_counts(size):
+    cfg = compose([f"model={size}", "tokenizer=gpt_neox_olmo", "data=olmo_mix_v1_5"])
+    n = resolvers.resolve(cfg).derived.num_non_embedding_params
+    assert abs(n - PAPER[size]) / PAPER[size] < 0.01, (size, n, PAPER[size])
+
+
+def synthetic_points(path, laws: dict[str, tuple[float, float, float]]):
+    """Final checkpoints of four sizes per mix on exact power laws (and two earlier ones)."""
+    rows = []
+    for mix, (a, alpha, e) in laws.items():
+        for size, n in (("s1", 1e6), ("s2", 4e6), ("s3", 1.6e7), ("s4", 6.4e7)):
+            for step, fraction in ((50, 0.5), (100, 1.0)):
+                flops = 6 * n * 20 * n * fraction
+                rows.append(
+                    {"size": size, "mix": mix, "seed": 1, "num_params": int(n), "step": step,
+                     "tokens": int(20 * n * fraction), "flops": flops,
+                     "checkpoint": f"step {step}", "loss": a * flops**-alpha + e}
+                )  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_fit_recovers_a_known_law_and_predicts_the_held_out_size(tmp_path):
+    laws = {"web": (60.0, 0.12, 1.9), "code": (200.0, 0.16, 1.2)}
+    synthetic_points(tmp_path / "points.csv", laws)
+    proc = ladder_cli("fit", "--points", str(tmp_path / "points.csv"), "--metric", "loss", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["metric"] == "loss"
+    for mix, (a, alpha, e) in laws.items():
+        fit = result["fits"][mix]
+        assert fit["A"] == pytest.approx(a, rel=0.05)
+        assert fit["alpha"] == pytest.approx(alpha, rel=0.05)
+        assert fit["E"] == pytest.approx(e, rel=0.05)
+        holdout = fit["holdout"]
+        assert holdout["size"] == "s4" and abs(holdout["rel_error"]) < 0.01
+        assert holdout["actual"] == pytest.approx(a * (6 * 6.4e7 * 20 * 6.4e7) ** -alpha + e)
+
+
+def test_decision_accuracy_on_hand_made_orderings():
+    target = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}  # lower is better: a > b > c > d
+    assert decision_accuracy({"a": 1, "b": 2, "c": 3, "d": 4}, target, higher=False) == 1.0
+    assert decision_accuracy({"a": 4, "b": 3, "c": 2, "d": 1}, target, higher=False) == 0.0
+    # one swapped pair (c, d) of six
+    assert decision_accuracy(
+        {"a": 1, "b": 2, "c": 4, "d": 3}, target, higher=False
+    ) == pytest.approx(5 / 6)
+    # a tie at the small size counts half; a tie at the target is left out
+    assert decision_accuracy(
+        {"a": 1, "b": 1, "c": 3, "d": 4}, target, higher=False
+    ) == pytest.approx(5.5 / 6)
+    tied_target = {"a": 1.0, "b": 1.0, "c": 3.0}
+    assert decision_accuracy({"a": 2, "b": 1, "c": 3}, tied_target, higher=False) == 1.0
+    assert decision_accuracy({"a": 1, "b": 2}, {"a": 1.0, "b": 1.0}, higher=False) is None
+    # higher is better reads the same orderings the other way round
+    assert decision_accuracy({"a": 4, "b": 3}, {"a": 2.0, "b": 1.0}, higher=True) == 1.0
+
+
+def test_decide_ranks_and_scores_every_smaller_size(tmp_path):
+    rows = []
+    values = {  # size -> mix -> loss; at the target x > y > z, s1 has y and z swapped
+        "s1": {"x": 3.0, "y": 3.2, "z": 3.1},
+        "s2": {"x": 2.5, "y": 2.6, "z": 2.7},
+        "s3": {"x": 2.0, "y": 2.1, "z": 2.2},
+    }
+    for size, n in (("s1", 1e6), ("s2", 4e6), ("s3", 1.6e7)):
+        for mix, v in values[size].items():
+            rows.append({"size": size, "mix": mix, "seed": 1, "num_params": int(n), "step": 10,
+                         "tokens": 1, "flops": n, "loss": v})  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "p.csv", index=False)
+    proc = ladder_cli("decide", "--points", str(tmp_path / "p.csv"), "--metric", "loss", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["metric"] == "loss" and result["target_size"] == "s3"
+    assert result["rankings"] == {
+        "s1": ["x", "z", "y"],
+        "s2": ["x", "y", "z"],
+        "s3": ["x", "y", "z"],
+    }
+    assert result["decision_accuracy"] == {"s1": pytest.approx(2 / 3), "s2": 1.0}
+    higher = ladder_cli(
+        "decide",
+        "--points",
+        str(tmp_path / "p.csv"),
+        "--metric",
+        "loss",
+        "--higher-is-better",
+        "--json",
+    )
+    assert json.loads(higher.stdout)["rankings"]["s3"] == ["z", "y", "x"]
+
+
+def write_ladder(tmp_path, **extra) -> str:
+    ladder = {
+        "name": "tiny",
+        "sizes": ["olmo2_1m", "dd_4m"],
+        "mixes": ["embedded", "embedded_code_heavy"],
+        "chinchilla_multiple": 0.005,
+        "seeds": [7],
+        "overrides": ["eval.downstream=[copa]", "eval.limit=10"],
+        "metric": "eval/lm/python_code/CE loss",
+        "output_root": str(tmp_path / "runs"),
+        **extra,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(ladder))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_ladder(embedded_data, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ladder")
+    path = write_ladder(tmp_path)
+    proc = ladder_cli("run", path)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    return path, tmp_path, proc
+
+
+@pytest.mark.slow
+def test_a_ladder_runs_as_one_resumable_sweep_and_a_rerun_trains_nothing(tiny_ladder):
+    path, tmp_path, first = tiny_ladder
+    assert "4 points" in first.stdout
+    sweep = tmp_path / "runs" / "sweeps" / "ladder-tiny"
+    runs = sorted(p.name for p in sweep.iterdir() if (p / "config.yaml").exists())
+    assert runs == sorted(
+        f"model={m},data={d}"
+        for m in ("olmo2_1m", "dd_4m")
+        for d in ("embedded", "embedded_code_heavy")
+    )
+    again = ladder_cli("run", path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("already finished") == 4
+    status = ladder_cli("status", path)
+    assert status.returncode == 0 and "4 run(s): 4 done" in status.stdout
+
+
+@pytest.mark.slow
+def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
+    from olmotrain.ladder import Ladder
+
+    path, tmp_path, _ = tiny_ladder
+    ladder = Ladder.load(path)
+    checkpoints = ladder.get_checkpoints("dd_4m", "embedded", seed=7)
+    assert checkpoints[0].name == "initialization" and checkpoints[0].step == 0
+    assert [c.exists for c in checkpoints] == [True] * len(checkpoints)
+    permanent = [c for c in checkpoints if c.step > 0]
+    assert all(c.metrics_path is not None for c in permanent)
+    assert (
+        permanent[-1].tokens
+        == permanent[-1].step * ladder.dry_run("dd_4m", "embedded").batch_size_tokens
+    )
+    assert (
+        ladder.get_num_params("dd_4m")
+        == ladder.dry_run("dd_4m", "embedded").num_non_embedding_params
+    )
+    metrics = ladder.get_metrics("dd_4m", "embedded", seed=7, prefix="eval/")
+    assert list(metrics["step"]) == [c.step for c in permanent]
+    assert {
+        "eval/lm/python_code/CE loss",
+        "eval/lm/python_code/BPB",
+        "eval/downstream/copa (accuracy)",
+    } <= set(metrics.columns)
+    assert not any(c.startswith("train/") for c in metrics.columns)
+
+    proc = ladder_cli("collect", path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "runs" / "sweeps" / "ladder-tiny" / "collected.csv")
+    assert list(table.columns[:9]) == [
+        "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops", "checkpoint",
+    ]  # fmt: skip
+    assert len(table) == 4 * len(permanent)
+    assert {"train/CE loss", "eval/lm/english_docs/BPB", "eval/downstream/copa (accuracy)"} <= set(
+        table.columns
+    )
+    row = table[(table["size"] == "dd_4m") & (table["mix"] == "embedded")].iloc[-1]
+    plan = ladder.dry_run("dd_4m", "embedded")
+    assert row["flops"] == pytest.approx(plan.flops_per_token * row["tokens"])
+    assert row["checkpoint"] == plan.checkpoints[-1]["label"]
+    # decide works on two sizes; the fit needs three, and says so.
+    decide = ladder_cli("decide", path, "--json")
+    assert decide.returncode == 0, decide.stderr[-2000:]
+    assert set(json.loads(decide.stdout)["decision_accuracy"]) == {"olmo2_1m"}
+    assert "a scaling-law fit needs at least 3" in assert_one_line_error(ladder_cli("fit", path))
+    report = ladder_cli("report", path, "--output", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "No scaling-law fit" in page and (tmp_path / "report" / "decision_accuracy.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"sizes": ["olmo2_1m", "dd_4mm"]}, "unknown size 'dd_4mm'; did you mean dd_4m"),
+        ({"mixes": ["embeded"]}, "unknown mix 'embeded'; did you mean embedded"),
+        ({"sizes": ["dd_4m"]}, "has 1 size(s); a ladder needs at least 2"),
+        ({"chinchilla_multiple": 0}, "chinchilla_multiple=0.0 must be > 0"),
+        ({"sizez": ["a"]}, "sizez"),
+    ],
+)
+def test_bad_ladders_are_one_line(tmp_path, extra, expected):
+    line = assert_one_line_error(ladder_cli("plan", write_ladder(tmp_path, **extra)))
+    assert expected in line
+
+
+def test_unknown_ladder_metric_and_missing_data_are_one_line(tmp_path):
+    assert "unknown ladder 'dem'; did you mean demo" in assert_one_line_error(
+        ladder_cli("plan", "dem")
+    )
+    missing = write_ladder(
+        tmp_path,
+        mixes=["olmo_mix_v1_5"],
+        overrides=[f"data.sources=[{{name: web, paths: ['{tmp_path}/none-*.npy']}}]"],
+    )
+    assert "mix olmo_mix_v1_5: web: no files match" in assert_one_line_error(
+        ladder_cli("plan", missing)
+    )
+    assert "has no finished checkpoint" in assert_one_line_error(
+        ladder_cli("collect", write_ladder(tmp_path))
+    )
+    synthetic_points(tmp_path / "points.csv", {"web": (60.0, 0.12, 1.9)})
+    line = assert_one_line_error(
+        ladder_cli("fit", "--points", str(tmp_path / "points.csv"), "--metric", "los")
+    )
+    assert "no run has the metric 'los'; did you mean 'loss'" in line
+
+
+def test_the_shipped_ladders_plan(embedded_data):
+    proc = ladder_cli("plan", "datadecide", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)
+    assert len(plan["points"]) == 14 * 4 and plan["totals"]["gpu_hours"] > 0
+    demo = ladder_cli("plan", "demo")
+    assert demo.returncode == 0 and "12 points" in demo.stdout
+    assert float(plan["totals"]["total_flops"]) > 1e21
