@@ -265,6 +265,13 @@ def test_unknown_ladder_metric_and_missing_data_are_one_line(tmp_path):
     assert "has no finished checkpoint" in assert_one_line_error(
         ladder_cli("collect", write_ladder(tmp_path))
     )
+    assert (
+        "unknown key 'clustr': neither a ladder key nor a train.py setting; did you mean "
+        "cluster?" in assert_one_line_error(ladder_cli("plan", "demo", "clustr=slurm"))
+    )
+    assert "the ladder sets seed for every point; list them under seeds=[...]" in (
+        assert_one_line_error(ladder_cli("plan", "demo", "seed=3"))
+    )
     synthetic_points(tmp_path / "points.csv", {"web": (60.0, 0.12, 1.9)})
     line = assert_one_line_error(
         ladder_cli("fit", "--points", str(tmp_path / "points.csv"), "--metric", "los")

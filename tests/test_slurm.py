@@ -347,3 +347,41 @@ def test_no_sbatch_on_path_is_one_line(embedded_data, tmp_path):
     proc = run_cli(*SMOKE, *CPU, f"output_root={tmp_path}", env={"PATH": str(tmp_path)})
     assert "needs SLURM's sbatch" in assert_one_line_error(proc)
     assert not (tmp_path / "smoke").exists()
+
+
+def test_a_ladder_goes_to_slurm_from_the_command_line(slurm, embedded_data, tmp_path):
+    """``python -m olmotrain.ladder run L cluster=slurm``: one sbatch job per point, through the
+    same machinery as a -m sweep; a re-run submits nothing."""
+    ladder = tmp_path / "onslurm.yaml"
+    ladder.write_text(
+        json.dumps(
+            {
+                "name": "onslurm",
+                "sizes": ["olmo2_1m", "olmo3_1m"],
+                "mixes": ["embedded"],
+                "chinchilla_multiple": 0.01,
+                "overrides": ["train.max_steps=4"],
+                "metric": "eval/lm/python_code/CE loss",
+                "output_root": str(tmp_path / "runs"),
+            }
+        )
+    )
+
+    def ladder_cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "olmotrain.ladder", *args], cwd=REPO, capture_output=True,
+            text=True, timeout=900, env={**os.environ, "OLMOTRAIN_DATA_ROOT": str(embedded_data)},
+        )  # fmt: skip
+
+    args = ("run", str(ladder), *CPU, "cluster.wait=true")
+    proc = ladder_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    sweep = tmp_path / "runs" / "sweeps" / "ladder-onslurm"
+    for size in ("olmo2_1m", "olmo3_1m"):
+        run = sweep / f"model={size},data=embedded"
+        assert job_of(run), run  # submitted through sbatch, not trained here
+        assert max_step(run) == 4
+    again = ladder_cli(*args)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+    assert "2 run(s): 2 done" in ladder_cli("status", str(ladder)).stdout
+    assert ladder_cli("collect", str(ladder)).returncode == 0

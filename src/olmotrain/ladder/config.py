@@ -11,8 +11,10 @@
     metric: eval/lm/english_docs/CE loss         # what fit and decide look at by default
     output_root: runs
 
-Command-line ``key=value`` pairs override it (``sizes=[dd_4m,dd_6m] chinchilla_multiple=0.1``).
-Every point trains as one point of a ``-m`` sweep named ``ladder-<name>``.
+Command-line ``key=value`` pairs override it (``sizes=[dd_4m,dd_6m] chinchilla_multiple=0.1``);
+those that are not ladder keys are ``train.py`` overrides for every point, added to
+``overrides`` (``cluster=slurm``, ``cluster.partition=gpu``, ``eval.limit=50``), as for
+``train.py``. Every point trains as one point of a ``-m`` sweep named ``ladder-<name>``.
 """
 
 from __future__ import annotations
@@ -75,17 +77,60 @@ def load_ladder(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
             else f"choose from: {', '.join(ladder_names())}"
         )
         raise UserError(f"unknown ladder '{name_or_path}'; {hint} (ladders live in conf/ladder/)")
+    ladder_keys, train_keys = split_overrides(overrides)
     try:
         values = yaml.safe_load(path.read_text()) or {}
         merged = OmegaConf.merge(
-            OmegaConf.structured(LadderConfig), values, OmegaConf.from_dotlist(list(overrides))
+            OmegaConf.structured(LadderConfig), values, OmegaConf.from_dotlist(ladder_keys)
         )
+        merged.overrides = [*merged.overrides, *train_keys]
         ladder: LadderConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except (yaml.YAMLError, OmegaConfBaseException, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"ladder {path}: {first}") from None
     check_ladder(ladder)
     return ladder
+
+
+LADDER_SETS = {
+    "model": "list the model configs under sizes=[...]",
+    "data": "list the data configs under mixes=[...]",
+    "seed": "list them under seeds=[...]",
+    "run_name": "points are named model=<size>,data=<mix>[,seed=<seed>]",
+    "sweep_name": "the sweep is ladder-<name>: set name=...",
+    "dry_run": "use python -m olmotrain.ladder plan",
+}
+"""``train.py`` keys a ladder sets per point, which an override must not replace."""
+
+
+def split_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Command-line ``key=value`` pairs -> (ladder keys, ``train.py`` overrides); a key that is
+    neither is refused with the close names of both."""
+    from dataclasses import fields
+
+    from olmotrain.config.schema import RunSchema
+
+    ladder_fields = {f.name for f in fields(LadderConfig)}
+    train_fields = {f.name for f in fields(RunSchema)} | {"hydra"}
+    ladder_keys, train_keys = [], []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        top = key.split(".", 1)[0].split("@", 1)[0]
+        if "=" not in item:
+            raise UserError(f"'{item}' is not key=value (a ladder key or a train.py override)")
+        if top in ladder_fields:
+            ladder_keys.append(item)
+        elif top in LADDER_SETS:
+            raise UserError(f"'{item}': the ladder sets {top} for every point; {LADDER_SETS[top]}")
+        elif top in train_fields:
+            train_keys.append(item)
+        else:
+            close = difflib.get_close_matches(top, sorted(ladder_fields | train_fields), n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else "see conf/ladder/demo.yaml"
+            raise UserError(
+                f"unknown key '{key}': neither a ladder key nor a train.py setting; {hint}"
+            )
+    return ladder_keys, train_keys
 
 
 def check_ladder(ladder: LadderConfig) -> None:

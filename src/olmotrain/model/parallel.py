@@ -115,18 +115,16 @@ def parallel_name(parallel: ParallelSchema, world_size: int) -> str:
         raise UserError(f"parallel={name} is not one of {', '.join(PARALLEL_NAMES)}")
     if name == "auto":
         return "fsdp" if world_size > 1 else "none"
+    replicas = parallel.num_replicas
+    # Checked here, not only in check_parallel: the plan's memory estimate divides by it.
+    if name == "hsdp" and replicas is not None and (replicas < 1 or world_size % replicas):
+        raise UserError(f"parallel.num_replicas={replicas} does not divide the {world_size} ranks")
     return name
 
 
 def check_parallel(parallel: ParallelSchema, world_size: int, device: str) -> None:
     """Refuse settings this machine cannot run, before any model is built."""
-    name = parallel_name(parallel, world_size)
-    if name == "hsdp":
-        replicas = parallel.num_replicas
-        if replicas is not None and (replicas < 1 or world_size % replicas):
-            raise UserError(
-                f"parallel.num_replicas={replicas} does not divide the {world_size} ranks"
-            )
+    parallel_name(parallel, world_size)
     mode = parallel.activation_checkpointing
     if mode is not None and mode not in AC_MODES:
         raise UserError(

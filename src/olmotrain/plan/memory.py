@@ -115,7 +115,7 @@ def memory_estimate(
     if parallel == "fsdp":
         shards = world_size
     elif parallel == "hsdp":
-        shards = shard_degree or world_size // (num_replicas or 1)
+        shards = max(1, shard_degree or world_size // (num_replicas or 1))
     else:
         shards = 1
     params = 4 * num_params // shards
