@@ -61,16 +61,28 @@ def main() -> int:
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="olmotrain-ladderbench-") as tmp:
             root = Path(tmp)
-            ladder = timed([PY, "-m", "olmotrain.ladder", "run", str(ladder_yaml(root))], env)
-            one_by_one = 0.0
-            for size in SIZES:
-                for mix in MIXES:
-                    one_by_one += timed(
+
+            def run_ladder(root: Path = root) -> float:
+                return timed([PY, "-m", "olmotrain.ladder", "run", str(ladder_yaml(root))], env)
+
+            def run_one_by_one(root: Path = root) -> float:
+                return sum(
+                    timed(
                         [PY, "train.py", f"model={size}", f"data={mix}", "seed=1",
                          f"chinchilla_multiple={MULTIPLE}", f"output_root={root / 'single'}",
                          f"run_name={size}-{mix}"],
                         env,
-                    )  # fmt: skip
+                    )
+                    for size in SIZES
+                    for mix in MIXES
+                )  # fmt: skip
+
+            # Alternate which side goes first, so a warming cache or drifting load favours neither.
+            if r % 2 == 0:
+                ladder, one_by_one = run_ladder(), run_one_by_one()
+            else:
+                one_by_one = run_one_by_one()
+                ladder = run_ladder()
         rounds.append({"ladder_s": ladder, "one_by_one_s": one_by_one})
         print(
             f"  round {r + 1}  ladder {ladder:6.1f} s  one by one {one_by_one:6.1f} s", flush=True

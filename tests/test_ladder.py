@@ -239,6 +239,8 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     ("extra", "expected"),
     [
         ({"sizes": ["olmo2_1m", "dd_4mm"]}, "unknown size 'dd_4mm'; did you mean dd_4m"),
+        # nearest in parameters, not in spelling (difflib would say dd_750m)
+        ({"sizes": ["olmo2_1m", "dd_5m"]}, "unknown size 'dd_5m'; did you mean dd_6m or dd_4m?"),
         ({"mixes": ["embeded"]}, "unknown mix 'embeded'; did you mean embedded"),
         ({"sizes": ["dd_4m"]}, "has 1 size(s); a ladder needs at least 2"),
         ({"chinchilla_multiple": 0}, "chinchilla_multiple=0.0 must be > 0"),

@@ -20,6 +20,8 @@ those that are not ladder keys are ``train.py`` overrides for every point, added
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +135,26 @@ def split_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], 
     return ladder_keys, train_keys
 
 
+_SIZE = re.compile(r"^(.*?)(\d+(?:\.\d+)?)([mb])$", re.IGNORECASE)
+
+
+def _nearest_sizes(name: str, options: list[str]) -> list[str]:
+    """For a size like ``dd_5m``: the configs of the same family nearest in parameters
+    (``dd_4m``, ``dd_6m``), which spelling similarity alone does not find."""
+    match = _SIZE.match(name)
+    if match is None:
+        return []
+
+    def params(m: re.Match) -> float:
+        return float(m.group(2)) * (1e9 if m.group(3).lower() == "b" else 1e6)
+
+    target = params(match)
+    family = [(o, _SIZE.match(o)) for o in options]
+    family = [(o, m) for o, m in family if m and m.group(1).lower() == match.group(1).lower()]
+    family.sort(key=lambda om: abs(math.log(params(om[1]) / target)))
+    return [o for o, _ in family[:2]]
+
+
 def check_ladder(ladder: LadderConfig) -> None:
     """One clear error for a ladder that cannot mean anything, before anything runs."""
     if len(set(ladder.sizes)) < 2:
@@ -152,7 +174,9 @@ def check_ladder(ladder: LadderConfig) -> None:
         options = group_options(group)
         for name in names:
             if name not in options:
-                close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+                close = _nearest_sizes(name, options) or difflib.get_close_matches(
+                    name, options, n=3, cutoff=0.5
+                )
                 hint = (
                     f"did you mean {' or '.join(close)}?"
                     if close

@@ -45,6 +45,17 @@ def rank_env(rank: int, world_size: int, port: int, threads: int) -> dict[str, s
     }
 
 
+def _die_with_parent() -> None:
+    """In a rank, before exec: SIGKILL when the launcher dies, so that a killed launcher (a
+    timeout, ``kill -9``) leaves no rank behind holding the run dir or waiting on its peers."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: ranks outlive a killed launcher there
+        pass
+
+
 def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
     """Start ``world_size`` ranks on this machine training ``run_dir``'s config; wait for them."""
     port = free_port()
@@ -58,6 +69,7 @@ def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
         subprocess.Popen(
             [sys.executable, "-m", "olmotrain.launch.local", str(run_dir)],
             env=rank_env(r, world_size, port, threads),
+            preexec_fn=_die_with_parent,
         )
         for r in range(world_size)
     ]

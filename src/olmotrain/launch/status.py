@@ -153,7 +153,8 @@ def render(rows: list[RunStatus], root: Path) -> str:
     lines.append(f"\n{len(rows)} run(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     for r in rows:
         if r.state == "failed":
-            lines.append(f"\n--- {rel(r.run_dir)} failed; last lines of {r.log}:")
+            slurm = f" (SLURM job state {r.detail.upper()})" if r.detail else ""
+            lines.append(f"\n--- {rel(r.run_dir)} failed{slurm}; last lines of {r.log}:")
             lines += [f"    {line}" for line in r.log_tail] or ["    (no log)"]
     return "\n".join(lines)
 

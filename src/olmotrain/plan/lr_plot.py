@@ -22,10 +22,9 @@ def plan_dir(c: RunConfig) -> Path:
 
 def plot_lr_schedule(c: RunConfig, plan) -> Path:
     """Write ``lr_schedule.png`` and ``lr_schedule.csv`` (step, tokens, lr); returns the PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure + Agg canvas, not pyplot: pyplot's import alone is ~0.4 s of every dry run.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     samples = sampled_lrs(c, plan)
     out = plan_dir(c)
@@ -36,7 +35,10 @@ def plot_lr_schedule(c: RunConfig, plan) -> Path:
         writer.writerows(samples)
 
     by_step = {step: lr for step, _, lr in samples}
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+    fig = Figure(figsize=(10, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.17)  # tight_layout costs ~0.2 s
     ax.plot([s for s, _, _ in samples], [lr for _, _, lr in samples], lw=1.8, color="C0")
     warmup_step = plan.warmup_tokens / plan.batch_size_tokens
     ax.axvspan(0, warmup_step, color="C1", alpha=0.15, label=f"warmup ({warmup_step:.1f} steps)")
@@ -60,8 +62,6 @@ def plot_lr_schedule(c: RunConfig, plan) -> Path:
         fontsize=8,
     )
     ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     png = out / "lr_schedule.png"
     fig.savefig(png, dpi=100)
-    plt.close(fig)
     return png

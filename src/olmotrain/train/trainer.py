@@ -175,6 +175,10 @@ def trainer_config(
             max_duration=Duration.steps(plan.max_steps),
             metrics_collect_interval=t.log_interval,
             cancel_check_interval=max(1, t.log_interval),
+            # olmo-core's default on a gloo (CPU) backend runs metric reductions on a second
+            # process group from a background thread; on CPU ranks sharing two cores that ran
+            # into hangs and peer crashes at the group's creation. In-line costs ~nothing there.
+            async_bookkeeping=False if device_type(c.cluster.device) == "cpu" else None,
         )
         .with_callback(
             "checkpointer",
