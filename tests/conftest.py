@@ -40,6 +40,11 @@ def run_cli(
     return proc
 
 
+def run_module(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 900):
+    """Run ``python -m MODULE ARGS`` as :func:`run_cli` runs train.py."""
+    return run_cli(module, *args, env=env, timeout=timeout, script="-m")
+
+
 def assert_one_line_error(proc) -> str:
     """The bad-input contract: exit 2, one ``error:`` line on stderr, no traceback."""
     lines = [

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import DATA_ROOT, REPO, assert_one_line_error, dry_run_json, metrics, run_cli
+from conftest import (
+    DATA_ROOT,
+    assert_one_line_error,
+    dry_run_json,
+    metrics,
+    run_cli,
+    run_module,
+)
 
 pytestmark = pytest.mark.slow
 CORE9 = [
@@ -36,13 +41,7 @@ TRAIN = ["experiment=smoke", "eval.downstream=[copa,arc_easy]", "eval.limit=8"]
 
 
 def evaluate(*args: str, timeout: float = 900):
-    return subprocess.run(
-        [sys.executable, "-m", "olmotrain.evaluate", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module("olmotrain.evaluate", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ a real tiny ladder trained through the sweep machinery, and every bad input as o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from conftest import DATA_ROOT, REPO, assert_one_line_error
+from conftest import assert_one_line_error, run_module
 
 from olmotrain.config.compose import compose
 from olmotrain.ladder.decide import decision_accuracy
@@ -36,14 +34,7 @@ PAPER = {
 
 
 def ladder_cli(*args: str, timeout: float = 1200):
-    return subprocess.run(
-        [sys.executable, "-m", "olmotrain.ladder", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**__import__("os").environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT)},
-    )
+    return run_module("olmotrain.ladder", *args, timeout=timeout)
 
 
 @pytest.mark.parametrize("size", sorted(PAPER))
