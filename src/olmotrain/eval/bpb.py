@@ -85,7 +85,7 @@ def heldout_bytes(
     targets = scored_targets(path, sequence_length, eos_token_id, token_dtype(vocab_size))
     counts = (len(targets), int(byte_lengths[targets].sum()))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # ranks and jobs may share the cache
     tmp.write_text(
         json.dumps({"path": os.path.abspath(path), "tokens": counts[0], "bytes": counts[1]})
     )
