@@ -5,6 +5,7 @@ Used by every command that writes (training's run dirs and data root, prepare's 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from olmotrain.errors import UserError, os_error_line
@@ -47,3 +48,11 @@ def check_writable(path: Path, setting: str) -> None:
         if exc.filename is not None and Path(exc.filename).parent == existing:
             exc.filename = str(path)  # name the path the user gave, not the probe
         raise UserError(os_error_line(exc, setting)) from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: through a temporary name of this process, so ranks and
+    concurrent jobs writing the same cache file never rename each other's temporary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -20,6 +20,7 @@ import numpy as np
 
 from olmotrain.config.schema import TokenizerSchema
 from olmotrain.errors import UserError
+from olmotrain.paths import write_atomically
 
 REMOTE_PREFIXES = ("s3://", "gs://", "http://", "https://", "r2://", "weka://")
 
@@ -73,9 +74,7 @@ def max_token_id(path: str, dtype: np.dtype, cache_dir: Path) -> int:
     tokens = np.memmap(path, dtype=dtype, mode="r")
     top = max((int(tokens[i : i + 2**24].max()) for i in range(0, len(tokens), 2**24)), default=-1)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # ranks and jobs may share the cache
-    tmp.write_text(json.dumps({"path": os.path.abspath(path), "max_token_id": top}))
-    os.replace(tmp, cached)
+    write_atomically(cached, json.dumps({"path": os.path.abspath(path), "max_token_id": top}))
     return top
 
 

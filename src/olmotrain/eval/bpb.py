@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from olmotrain.data.tokens import expand, scored_targets, token_dtype
+from olmotrain.paths import write_atomically
 
 
 @cache
@@ -85,11 +86,9 @@ def heldout_bytes(
     targets = scored_targets(path, sequence_length, eos_token_id, token_dtype(vocab_size))
     counts = (len(targets), int(byte_lengths[targets].sum()))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # ranks and jobs may share the cache
-    tmp.write_text(
-        json.dumps({"path": os.path.abspath(path), "tokens": counts[0], "bytes": counts[1]})
+    write_atomically(
+        cached, json.dumps({"path": os.path.abspath(path), "tokens": counts[0], "bytes": counts[1]})
     )
-    os.replace(tmp, cached)
     return counts
 
 
