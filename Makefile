@@ -36,10 +36,11 @@ test: setup  ## the whole suite (CPU); exit 5 (no tests collected) is a failure
 test-fast: setup  ## everything but the end-to-end training runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
 
-bench: data  ## ratios vs baselines measured in the same run: overhead, CLI latency, eval throughput, ladder overhead, prep vs dolma (see bench/README.md)
+bench: data  ## ratios vs baselines measured in the same run: overhead, CLI latency, eval throughput, ladder overhead, generation vs transformers, prep vs dolma (see bench/README.md)
 	$(PY) bench/overhead.py $(ARGS)
 	$(PY) bench/eval_throughput.py
 	$(PY) bench/ladder_overhead.py
+	$(PY) bench/generate_speed.py
 	$(PY) bench/prepare_vs_dolma.py
 
 lint: setup

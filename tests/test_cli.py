@@ -101,7 +101,7 @@ def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
         ("chinchilla_multiple=four", "chinchilla_multiple='four' is not a valid float"),
         ("schedule=cosin", "unknown schedule 'cosin'; did you mean cosine?"),
         ("tokenizer=dolma3", "unknown tokenizer 'dolma3'"),
-        ("train.max_step=3", "unknown config key 'train.max_step'; did you mean train.max_steps?"),
+        ("train.max_step=3", "unknown config key 'train.max_step'; did you mean train.max_steps"),
         ("+train.warmup=3", "unknown config key 'train.warmup'"),
         ("model.n_kv_heads=3", "model.n_kv_heads=3 does not divide olmo2_14m's 8 query heads"),
         ("train.global_batch_size=-8", "train.global_batch_size=-8 must be a positive number"),

@@ -18,7 +18,8 @@ EXECUTION_KEYS = {
     "run_name", "output_root", "data_root", "dry_run", "fresh", "sweep_name", "wandb", "cluster",
     "parallel", "eval",
     "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
-    "train.save_checkpoints",
+    "train.save_checkpoints", "train.sample_prompts", "train.sample_interval",
+    "train.sample_max_new_tokens", "train.export_hf",
     "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
     "tokenizer.path", "data.num_workers", "model.attn_backend",
 }  # fmt: skip

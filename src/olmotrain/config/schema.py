@@ -32,6 +32,9 @@ class ModelSchema:
     ffn_hidden: int | None = None
     """The SwiGLU hidden size of every block (``null``: the factory's)."""
     tie_word_embeddings: bool | None = None
+    sliding_window: int | None = None
+    """OLMo-3 sliding-window attention: the window (tokens) of three layers in four, the last
+    layer full (``null``: the factory's, 4,096 for ``olmo3_*``, none for ``olmo2_*``)."""
     attn_backend: str = "auto"
     """``auto`` (flash-attn 2 on CUDA when installed, else PyTorch SDPA) | ``torch`` | ``flash_2`` | ``flash_3``."""
     lws: LWSSchema | None = field(default_factory=lambda: LWSSchema())
@@ -122,6 +125,9 @@ class ScheduleSchema:
     """Cosine: final LR as a fraction of the peak."""
     decay_min_lr: float = 0.0
     warmup_min_lr: float = 0.0
+    warmup_fraction: float | None = None
+    """Warmup as a fraction of the run (``anneal``: 0.01); ``null``: the law's (or
+    ``train.warmup_steps`` / ``train.warmup_tokens`` when set, which always win)."""
 
 
 @dataclass
@@ -198,7 +204,17 @@ class TrainSchema:
     """Sequences per rank per forward/backward; ``null`` = by model size and device memory."""
     max_steps: int | None = None
     """Train exactly this many steps (the schedule is fitted to it); ``null`` = Chinchilla duration."""
+    lr: float | None = None
+    """Peak learning rate; ``null`` = the Chinchilla law (times ``lr_multiplier``)."""
     lr_multiplier: float = 1.0
+    betas: list[float] | None = None
+    """AdamW (beta1, beta2); ``null`` = the law's (beta2 from the batch size)."""
+    eps: float = 1e-8
+    """AdamW epsilon (olmo-core's default)."""
+    warmup_steps: int | None = None
+    """Warmup length in steps; ``null`` = ``warmup_tokens``, else the law's."""
+    warmup_tokens: int | None = None
+    """Warmup length in tokens (``warmup_steps`` wins when both are set)."""
     tokens_per_param: float = 20.0
     decay_fraction: float = 0.1
     weight_decay: float = 0.1
@@ -210,6 +226,16 @@ class TrainSchema:
     log_interval: int = 1
     eval_interval: int | None = None
     """The default of ``eval.interval`` (kept for older commands)."""
+    init_from: str | None = None
+    """Start from these weights (an olmo-core checkpoint or run dir, or a Hugging Face OLMo-2/3
+    dir) with a fresh optimizer; a resumed run resumes its own checkpoints instead."""
+    sample_prompts: list[str] = field(default_factory=list)
+    """Prompts completed (greedily) during training, printed and logged (metrics.jsonl, W&B)."""
+    sample_interval: int | None = None
+    """Steps between samples; ``null``: at every permanent checkpoint and the end."""
+    sample_max_new_tokens: int = 32
+    export_hf: bool = False
+    """Export every permanent checkpoint to ``RUN/hf/stepN`` as it is saved (with the parity check)."""
 
 
 @dataclass

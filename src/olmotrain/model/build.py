@@ -78,6 +78,8 @@ def transformer_config(
     overrides = {k: getattr(model, k) for k in OVERRIDABLE if getattr(model, k) is not None}
     if attn_backend is not None:
         overrides["attn_backend"] = AttentionBackendName(attn_backend)
+    if model.sliding_window is not None:
+        overrides["sliding_window"] = _sliding_window(int(model.sliding_window))
     if name == GENERIC_FACTORY:
         missing = [k for k in ("d_model", "n_layers", "n_heads") if getattr(model, k) is None]
         if missing:
@@ -110,6 +112,19 @@ def transformer_config(
     if lws is not None:
         config = apply_lws(config, lws)
     return config
+
+
+def _sliding_window(window: int) -> Any:
+    """OLMo-3's pattern (three sliding layers, then a full one; the last layer full) at ``window``."""
+    from olmo_core.nn.attention import SlidingWindowAttentionConfig
+
+    if window < 1:
+        raise UserError(f"model.sliding_window={window} must be a positive number of tokens")
+    return SlidingWindowAttentionConfig(
+        force_full_attention_on_first_layer=False,
+        force_full_attention_on_last_layer=True,
+        pattern=[window, window, window, -1],
+    )
 
 
 def _feed_forward(model: ModelSchema) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
 from olmotrain.model.build import padded_vocab_size, transformer_config
+from olmotrain.model.checkpoint import init_source
 from olmotrain.model.parallel import attention_backend, cuda_available, parallel_name
 from olmotrain.plan.cost import device_capacity, device_type_for, estimate
 from olmotrain.plan.memory import fit_advice, memory_estimate
@@ -56,6 +57,7 @@ class Plan:
     layers: list[dict[str, int]]
     lr: float
     betas: list[float]
+    eps: float
     weight_decay: float
     chinchilla_multiple: float
     tokens_per_param: float
@@ -82,6 +84,8 @@ class Plan:
     """Whether ``memory.total`` fits the device, and what would make it fit."""
     estimate: dict[str, Any] = field(default_factory=dict)
     """Wall time and device-hours at the assumed MFU, and the checkpoints' disk."""
+    init_from: dict[str, str] | None = None
+    """``{kind, path}`` of ``train.init_from`` (``None``: initialised from the seed)."""
     origins: dict[str, str] = field(default_factory=dict)
     """Where a value came from when the Chinchilla law did not decide it alone (the setting, or
     the data config), e.g. ``{"batch_size_tokens": "train.global_batch_size"}``."""
@@ -127,6 +131,9 @@ def build_plan(c: RunConfig) -> Plan:
         else "train.global_batch_size",
         "sequence_length": _sequence_origin(c),
         "duration_tokens": "chinchilla_multiple" if t.max_steps is None else "train.max_steps",
+        "lr": "chinchilla law" if t.lr is None else "train.lr",
+        "betas": "chinchilla law" if t.betas is None else "train.betas",
+        "warmup_tokens": _warmup_origin(c),
     }
     flops_per_token = _flops_per_token(model_cfg, t.sequence_length)
     backend = _planned_backend(c, warnings)
@@ -166,6 +173,7 @@ def build_plan(c: RunConfig) -> Plan:
         layers=layers,
         lr=d.lr,
         betas=list(d.betas),
+        eps=t.eps,
         weight_decay=t.weight_decay,
         chinchilla_multiple=c.chinchilla_multiple,
         tokens_per_param=t.tokens_per_param,
@@ -188,9 +196,17 @@ def build_plan(c: RunConfig) -> Plan:
         memory=memory,
         memory_fit=memory_fit,
         estimate=cost,
+        init_from=_init_from(c),
         origins=origins,
         warnings=warnings,
     )
+
+
+def _init_from(c: RunConfig) -> dict[str, str] | None:
+    if c.train.init_from is None:
+        return None
+    source = init_source(c.train.init_from)
+    return {"kind": source.kind, "path": str(source.path)}
 
 
 def _evaluation(c: RunConfig, d: Any) -> dict[str, Any]:
@@ -347,6 +363,7 @@ def render_table(plan: Plan) -> str:
             f"{p.n_heads} heads / {p.n_kv_heads} kv heads",
         ),
         ("parameters", f"{p.num_params:,} total, {p.num_non_embedding_params:,} non-embedding (N)"),
+        ("weights", _weights_line(p)),
         (
             "tokenizer",
             f"{p.tokenizer}: vocab {p.vocab_size:,} (embedding padded to {p.padded_vocab_size:,})",
@@ -366,13 +383,15 @@ def render_table(plan: Plan) -> str:
         ),
         (
             "optimizer",
-            f"SkipStepAdamW lr {p.lr:.4g}, betas ({p.betas[0]}, {p.betas[1]}), "
-            f"weight decay {p.weight_decay} (none on embeddings)",
+            f"SkipStepAdamW lr {p.lr:.4g} ({_origin(p, 'lr')}), betas ({p.betas[0]}, "
+            f"{p.betas[1]}) ({_origin(p, 'betas')}), eps {p.eps:g}, weight decay "
+            f"{p.weight_decay} (none on embeddings)",
         ),
         ("duration", _duration_line(p)),
         (
             "warmup",
-            f"{p.warmup_tokens:,} tokens ({p.warmup_tokens / p.batch_size_tokens:.1f} steps)",
+            f"{p.warmup_tokens:,} tokens ({p.warmup_tokens / p.batch_size_tokens:.1f} steps; "
+            f"{_origin(p, 'warmup_tokens')})",
         ),
         ("schedule", _schedule_line(p)),
         ("compute", f"{p.flops_per_token:,} FLOPs/token, {p.total_flops:.3g} FLOPs in all"),
@@ -470,6 +489,29 @@ def _duration_line(p: Plan) -> str:
     return f"{head} = {p.chinchilla_multiple:g} x Chinchilla ({p.tokens_per_param:g} tokens/param)"
 
 
+def _weights_line(p: Plan) -> str:
+    if p.init_from is None:
+        return f"fresh (olmo-core init, seed {p.seed})"
+    what = "olmo-core checkpoint" if p.init_from["kind"] == "olmo-core" else "Hugging Face model"
+    return f"from {what} {p.init_from['path']} (train.init_from; fresh optimizer)"
+
+
+def _warmup_origin(c: RunConfig) -> str:
+    t = c.train
+    if t.warmup_steps is not None:
+        return "train.warmup_steps"
+    if t.warmup_tokens is not None:
+        return "train.warmup_tokens"
+    if c.schedule.warmup_fraction is not None:
+        return "schedule.warmup_fraction"
+    return "chinchilla law"
+
+
+def _origin(p: Plan, key: str) -> str:
+    origin = p.origins.get(key, "chinchilla law")
+    return "Chinchilla law" if origin == "chinchilla law" else f"set by {origin}"
+
+
 def _batch_origin(p: Plan) -> str:
     if p.origins["batch_size_tokens"] == "chinchilla law":
         return "Chinchilla law"
@@ -488,6 +530,8 @@ def _schedule_line(p: Plan) -> str:
         return f"WSD, linear decay over the last {p.decay_fraction:g} of the run"
     if p.schedule == "cosine":
         return "cosine with warmup, to alpha_f x peak at the end"
+    if p.schedule == "anneal":
+        return "anneal: brief warmup, then linear decay over the whole run to alpha_f x peak"
     return "constant after warmup"
 
 

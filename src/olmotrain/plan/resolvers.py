@@ -105,16 +105,27 @@ def micro_batch_instances(
     ).micro_batch_instances
 
 
-def lr(n: int, lr_multiplier: float) -> float:
-    """Peak learning rate."""
+def lr(n: int, lr_multiplier: float, explicit: float | None = None) -> float:
+    """Peak learning rate: ``train.lr`` when set, else the law's (times the multiplier)."""
     if lr_multiplier <= 0:
         raise UserError(f"train.lr_multiplier={lr_multiplier} must be > 0")
+    if explicit is not None:
+        if not explicit > 0:
+            raise UserError(f"train.lr={explicit} must be > 0 (or null for the Chinchilla law)")
+        return float(explicit) * lr_multiplier
     return float(chinchilla.peak_lr(n, lr_multiplier))
 
 
-def betas(batch_tokens: int) -> list[float]:
-    """AdamW betas for this batch."""
-    return list(chinchilla.betas(batch_tokens))
+def betas(batch_tokens: int, explicit: Any = None) -> list[float]:
+    """AdamW betas: ``train.betas`` when set, else the law's for this batch."""
+    if explicit is None:
+        return list(chinchilla.betas(batch_tokens))
+    values = list(explicit)
+    if len(values) != 2 or not all(0 <= float(b) < 1 for b in values):
+        raise UserError(
+            f"train.betas={values} must be two numbers in [0, 1), e.g. train.betas=[0.9,0.95]"
+        )
+    return [float(b) for b in values]
 
 
 def duration_tokens(
@@ -141,9 +152,36 @@ def steps(duration: int, batch_tokens: int) -> int:
     return duration // batch_tokens
 
 
-def warmup_tokens(n: int, duration: int) -> int:
-    """Warmup length in tokens."""
-    return chinchilla.warmup_tokens(n, duration)
+def warmup_tokens(
+    n: int,
+    duration: int,
+    steps: int | None = None,
+    tokens: int | None = None,
+    batch_tokens: int = 1,
+    fraction: float | None = None,
+) -> int:
+    """Warmup length in tokens: ``train.warmup_steps`` (x batch) or ``train.warmup_tokens`` when
+    set, else the schedule's ``warmup_fraction`` of the run (whole steps), else the law's."""
+    for key, value in (("warmup_steps", steps), ("warmup_tokens", tokens)):
+        if value is not None and value < 0:
+            raise UserError(f"train.{key}={value} must be >= 0 (or null for the Chinchilla law)")
+    if steps is not None:
+        explicit = int(steps) * int(batch_tokens)
+    elif tokens is not None:
+        explicit = int(tokens)
+    elif fraction is not None:
+        if not 0 <= fraction < 1:
+            raise UserError(f"schedule.warmup_fraction={fraction} must be in [0, 1)")
+        return max(1, round(fraction * duration / batch_tokens)) * int(batch_tokens)
+    else:
+        return chinchilla.warmup_tokens(n, duration)
+    if explicit >= duration:
+        key = "warmup_steps" if steps is not None else "warmup_tokens"
+        raise UserError(
+            f"train.{key}: warmup of {explicit:,} tokens is not shorter than the run "
+            f"({duration:,} tokens); lower it"
+        )
+    return explicit
 
 
 def period_multiples(

@@ -13,7 +13,14 @@ from olmotrain.errors import UserError
 
 def scheduler(c: RunConfig, plan):
     """The olmo-core LR scheduler for ``schedule.name``, in tokens, fitted to ``plan``."""
-    from olmo_core.optim import WSD, WSDS, ConstantWithWarmup, CosWithWarmup, SchedulerUnits
+    from olmo_core.optim import (
+        WSD,
+        WSDS,
+        ConstantWithWarmup,
+        CosWithWarmup,
+        LinearWithWarmup,
+        SchedulerUnits,
+    )
 
     s, tokens = c.schedule, SchedulerUnits.tokens
     common = dict(units=tokens, warmup=plan.warmup_tokens, warmup_min_lr=s.warmup_min_lr)
@@ -28,9 +35,11 @@ def scheduler(c: RunConfig, plan):
         return WSD(decay_fraction=plan.decay_fraction, decay_min_lr=s.decay_min_lr, **common)
     if s.name == "cosine":
         return CosWithWarmup(alpha_f=s.alpha_f, t_max=plan.duration_tokens, **common)
+    if s.name == "anneal":
+        return LinearWithWarmup(alpha_f=s.alpha_f, t_max=plan.duration_tokens, **common)
     if s.name == "constant":
         return ConstantWithWarmup(**common)
-    raise UserError(f"unknown schedule '{s.name}'; choose wsds, cosine, wsd or constant")
+    raise UserError(f"unknown schedule '{s.name}'; choose wsds, cosine, wsd, anneal or constant")
 
 
 def sampled_lrs(c: RunConfig, plan, points: int = 2000) -> list[tuple[int, int, float]]:

@@ -87,6 +87,18 @@ class MetricsLogCallback(Callback):
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def add(self, step: int, values: dict[str, Any]) -> None:
+        """Merge ``values`` (not metrics: e.g. text samples) into ``step``'s record."""
+        if self.records and self.records[-1]["step"] == step:
+            self.records[-1].update(values)
+            self._rewrite()
+            return
+        self.records.append(
+            {"step": step, "tokens": step * self.trainer.global_batch_size, **values}
+        )
+        with open(self.path, "a") as f:
+            f.write(json.dumps(self.records[-1]) + "\n")
+
     def _rewrite(self):
         tmp = Path(self.path).with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
@@ -211,3 +223,98 @@ class WandBCallback(_OlmoWandB):
             "W&B stopped working (%s: %s); training goes on without it", type(exc).__name__, exc
         )
         self.enabled = False
+
+
+@dataclass
+class SamplesCallback(Callback):
+    """Complete ``prompts`` with the model being trained (greedy), at ``steps`` and the end: printed,
+    merged into that step's ``metrics.jsonl`` record (``samples``) and logged to W&B as a table.
+
+    Every rank runs the same forward passes (the model may be sharded); rank 0 reports.
+    """
+
+    prompts: list[str] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    max_new_tokens: int = 32
+    tokenizer_path: str = ""
+    vocab_size: int = 0
+    eos_id: int | None = None
+    _tokenizer: Any = field(default=None, repr=False)
+
+    def pre_train(self):
+        from olmotrain.data.tokenizer import load_tokenizer
+
+        self._tokenizer = load_tokenizer(self.tokenizer_path)
+
+    def post_step(self):
+        if self.step in self.steps:
+            self.sample()
+
+    def sample(self) -> list[dict[str, str]]:
+        from olmotrain.model.sample import Sampling, sample_tokens
+
+        model = self.trainer.train_module.model
+        was_training = model.training
+        model.eval()
+        samples = []
+        try:
+            for prompt in self.prompts:
+                ids = self._tokenizer.encode(prompt, add_special_tokens=False).ids
+                new = list(
+                    sample_tokens(
+                        model, ids, Sampling(self.max_new_tokens), self.vocab_size, self.eos_id
+                    )
+                )
+                text = self._tokenizer.decode([t for t in new if t != self.eos_id])
+                samples.append({"prompt": prompt, "completion": text})
+        finally:
+            model.train(was_training)
+        if get_rank() == 0:
+            for s in samples:
+                log.info("sample at step %d: %r -> %r", self.step, s["prompt"], s["completion"])
+            metrics_log = self.trainer.callbacks.get("metrics_log")
+            if isinstance(metrics_log, MetricsLogCallback):
+                metrics_log.add(self.step, {"samples": samples})
+            wandb = self.trainer.callbacks.get("wandb")
+            if isinstance(wandb, WandBCallback) and wandb.enabled:
+                try:
+                    table = wandb.wandb.Table(
+                        columns=["step", "prompt", "completion"],
+                        data=[[self.step, s["prompt"], s["completion"]] for s in samples],
+                    )
+                    wandb.wandb.log({"samples": table}, step=self.step)
+                except Exception as exc:  # noqa: BLE001 - logging must never stop training
+                    wandb._give_up(exc)
+        return samples
+
+
+@dataclass
+class HFExportCallback(Callback):
+    """``train.export_hf``: export every permanent checkpoint to ``RUN/hf/stepN`` as it is saved,
+    parity check included (``python -m olmotrain.export`` in a child process on rank 0, so the
+    conversion never touches the trainer's distributed state or memory). A failed export is
+    reported and training goes on; the checkpoint stays and can be exported later."""
+
+    steps: list[int] = field(default_factory=list)
+    output: str = "hf"
+
+    def post_checkpoint_saved(self, path):
+        import subprocess
+        import sys
+
+        if get_rank() != 0 or self.step not in self.steps:
+            return
+        out = Path(self.output) / f"step{self.step}"
+        cmd = [sys.executable, "-m", "olmotrain.export", str(path), "--output", str(out)]
+        done = subprocess.run(cmd + ["--overwrite", "--json"], capture_output=True, text=True)
+        if done.returncode == 0:
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            log.info(
+                "exported step %d to %s (max |delta logit| %.2e)",
+                self.step,
+                out,
+                report["max_abs_logit_diff"],
+            )
+        else:
+            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+            log.error("HF export of step %d failed: %s", self.step, lines[-1] if lines else "?")

@@ -135,7 +135,7 @@ def evaluate(
     from olmotrain.data.tokenizer import olmo_tokenizer_config
     from olmotrain.eval.evaluators import evaluator_callbacks
     from olmotrain.plan.plan import build_plan
-    from olmotrain.train.trainer import build_train_module, environment
+    from olmotrain.train.trainer import build_train_module, environment, train_module_config
 
     c = target.config
     # One process, whatever wrote the checkpoint: olmo-core reshards on load.
@@ -151,7 +151,7 @@ def evaluate(
     plan = build_plan(c)
     collect = _Collect()
     with tempfile.TemporaryDirectory(prefix="olmotrain-eval-") as scratch, environment(c) as dev:
-        train_module = build_train_module(c, plan, dev)
+        train_module = build_train_module(c, plan, dev, train_module_config(c, plan, dev))
         tokenizer = olmo_tokenizer_config(c.tokenizer)
         callbacks = evaluator_callbacks(
             c, [target.step], target.step, tokenizer, scratch, plan.micro_batch_instances

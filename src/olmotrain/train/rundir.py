@@ -10,7 +10,7 @@ old run aside, nothing is deleted).
 from __future__ import annotations
 
 import json
-import re
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,8 @@ from olmotrain.config.compose import from_dict, save_run_config, to_dict
 from olmotrain.config.naming import EXECUTION_KEYS
 from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
+from olmotrain.model.checkpoint import checkpoint_steps
+from olmotrain.paths import write_atomically
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -66,18 +68,6 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def checkpoint_steps(checkpoint_dir: Path) -> list[int]:
-    """Steps of the complete olmo-core checkpoints under ``checkpoint_dir``, ascending."""
-    from olmo_core.train.checkpoint import Checkpointer
-
-    steps = []
-    for p in checkpoint_dir.glob("step*"):
-        m = re.fullmatch(r"step(\d+)", p.name)
-        if m and Checkpointer.dir_is_checkpoint(p):
-            steps.append(int(m.group(1)))
-    return sorted(steps)
-
-
 @dataclass
 class RunDir:
     """A run directory and what it already holds."""
@@ -111,6 +101,21 @@ class RunDir:
         """Step of the latest complete checkpoint, if any."""
         steps = checkpoint_steps(self.checkpoints) if self.checkpoints.exists() else []
         return steps[-1] if steps else None
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        """Where olmo-core's HF converter looks for a checkpoint's tokenizer
+        (``<checkpoint>/../tokenizer``): a copy of the run's tokenizer.json lives here."""
+        return self.checkpoints / "tokenizer"
+
+    def save_tokenizer(self, path: str | None) -> None:
+        """Copy the run's local ``tokenizer.json`` to :attr:`tokenizer_dir` (rank 0; once)."""
+        if not path or not Path(path).is_file() or os.environ.get("RANK", "0") != "0":
+            return
+        target = self.tokenizer_dir / "tokenizer.json"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, Path(path).read_text())
 
     def check(self, config: RunConfig, fresh: bool = False) -> bool:
         """Whether this dir can hold ``config``'s run: new, or the same run again. Writes nothing.

@@ -100,6 +100,38 @@ def check_evaluation(config: RunConfig) -> None:
         )
 
 
+def check_samples_and_export(config: RunConfig) -> None:
+    """``train.sample_prompts`` and ``train.export_hf`` need what they use, checked before training."""
+    from olmotrain.model.build import lws_settings
+
+    t, path = config.train, config.tokenizer.path
+    local = bool(path and Path(path).is_file())
+    if t.sample_prompts:
+        if any(not str(p).strip() for p in t.sample_prompts):
+            raise UserError("train.sample_prompts holds an empty prompt; give some text")
+        if t.sample_interval is not None and t.sample_interval < 1:
+            raise UserError(f"train.sample_interval={t.sample_interval} must be at least 1 step")
+        if t.sample_max_new_tokens < 1:
+            raise UserError(f"train.sample_max_new_tokens={t.sample_max_new_tokens} must be >= 1")
+        if not local:
+            raise UserError(
+                f"train.sample_prompts needs the tokenizer as a local tokenizer.json; tokenizer="
+                f"{config.tokenizer.name} has none here: set tokenizer.path=/path/to/tokenizer.json"
+            )
+    if t.export_hf:
+        if lws_settings(config.model) is not None:
+            raise UserError(
+                f"train.export_hf: model {config.model.name} uses OpenELM layer-wise scaling, which "
+                "transformers' Olmo2/Olmo3 classes cannot represent; drop train.export_hf (the "
+                "native checkpoints work with olmotrain.evaluate and olmotrain.generate)"
+            )
+        if not local:
+            raise UserError(
+                f"train.export_hf needs the tokenizer as a local tokenizer.json; tokenizer="
+                f"{config.tokenizer.name} has none here: set tokenizer.path=/path/to/tokenizer.json"
+            )
+
+
 def check_wandb(config: RunConfig) -> None:
     """W&B runs offline by itself without a key; online needs one. Checked before any work."""
     import importlib.util
@@ -139,8 +171,15 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
             check_writable(part, f"run dir {run.path}")
     data = ensure_data(config, plan.duration_tokens)
     check_evaluation(config)
+    check_samples_and_export(config)
     check_wandb(config)
     replaced = run.check(config, fresh=config.fresh)
     step = None if replaced else run.latest_step()
+    if config.train.init_from is not None and step is None:  # a resumed run loads its own
+        from olmotrain.model.build import transformer_config
+        from olmotrain.model.checkpoint import check_init_shapes, init_source
+
+        model = transformer_config(config.model, config.tokenizer.vocab_size)
+        check_init_shapes(init_source(config.train.init_from), model)
     finished = step if step is not None and step >= plan.max_steps else None
     return Startup(config, plan, run, data, finished)

@@ -25,6 +25,7 @@ from olmotrain.data.mix import dataset_config, source_of_path
 from olmotrain.data.tokenizer import olmo_tokenizer_config
 from olmotrain.eval.evaluators import evaluator_callbacks
 from olmotrain.model.build import lws_settings, transformer_config
+from olmotrain.model.checkpoint import init_source, load_init_weights
 from olmotrain.model.lws import output_scales, scale_output_projections
 from olmotrain.model.parallel import (
     ac_config,
@@ -94,9 +95,9 @@ def environment(c: RunConfig) -> Iterator[str]:
         teardown_training_environment()
 
 
-def build_train_module(c: RunConfig, plan: Plan, device: str) -> Any:
-    """olmo-core's train module (model, SkipStepAdamW, scheduler, parallelism) for the plan."""
-    import torch
+def train_module_config(c: RunConfig, plan: Plan, device: str) -> tuple[Any, Any]:
+    """olmo-core's ``TransformerConfig`` and ``TransformerTrainModuleConfig`` (SkipStepAdamW,
+    scheduler, parallelism) for the plan."""
     from olmo_core.config import DType
     from olmo_core.optim import OptimGroupOverride, SkipStepAdamWConfig
     from olmo_core.train.train_module import TransformerTrainModuleConfig
@@ -105,15 +106,15 @@ def build_train_module(c: RunConfig, plan: Plan, device: str) -> Any:
     backend_name = attention_backend(c.model.attn_backend, device)
     model_config = transformer_config(c.model, c.tokenizer.vocab_size, attn_backend=backend_name)
     model_config.init_seed = c.seed
-    model = model_config.build(init_device="meta")
     seq, par = plan.sequence_length, c.parallel
     data_parallel = dp_config(par, world_size, device)
-    train_module = TransformerTrainModuleConfig(
+    module_config = TransformerTrainModuleConfig(
         rank_microbatch_size=plan.micro_batch_instances * seq,
         max_sequence_length=seq,
         optim=SkipStepAdamWConfig(
             lr=plan.lr,
             betas=tuple(plan.betas),
+            eps=plan.eps,
             weight_decay=plan.weight_decay,
             group_overrides=[
                 OptimGroupOverride(params=["embeddings.weight"], opts=dict(weight_decay=0.0))
@@ -127,11 +128,37 @@ def build_train_module(c: RunConfig, plan: Plan, device: str) -> Any:
         float8_config=float8_config(par),
         # Sharded runs keep bf16 parameters (dp_config); a lone GPU gets bf16 by autocast.
         autocast_precision=DType.bfloat16 if device == "cuda" and data_parallel is None else None,
-    ).build(model, device=torch.device(device))
+    )
+    return model_config, module_config
+
+
+def build_train_module(c: RunConfig, plan: Plan, device: str, configs: tuple[Any, Any]) -> Any:
+    """Build the train module from :func:`train_module_config`'s pair (with LWS output scaling)."""
+    import torch
+
+    model_config, module_config = configs
+    model = model_config.build(init_device="meta")
+    train_module = module_config.build(model, device=torch.device(device))
     lws = lws_settings(c.model)
     if lws is not None and lws.get("output_scalars"):
         scale_output_projections(model, output_scales(model_config.n_layers, lws))
     return train_module
+
+
+def checkpoint_config(c: RunConfig, configs: tuple[Any, Any], dataset: Any) -> dict[str, Any]:
+    """What each checkpoint's ``config.json`` holds: olmo-core's own keys, as its trainers write
+    them (``model``, ``dataset`` with its ``tokenizer``, ``train_module`` with ``optim``), so that
+    olmo-core's ``from_checkpoint``, ``load_config`` and HF converters read our checkpoints, and
+    olmotrain's run config beside them under ``olmotrain``."""
+    model_config, module_config = configs
+    return {
+        "run_name": c.run_name,
+        "model": model_config.as_config_dict(),
+        "dataset": dataset.as_config_dict(),
+        "train_module": module_config.as_config_dict(),
+        "init_seed": c.seed,
+        "olmotrain": to_dict(c),
+    }
 
 
 def build_data_loader(
@@ -160,7 +187,9 @@ def trainer_config(
     )
 
     from olmotrain.train.callbacks import (
+        HFExportCallback,
         MetricsLogCallback,
+        SamplesCallback,
         SourceTokensCallback,
         WandBCallback,
     )
@@ -201,9 +230,11 @@ def trainer_config(
     )
     tokenizer = olmo_tokenizer_config(c.tokenizer)
     batch = plan.micro_batch_instances * int(os.environ.get("WORLD_SIZE", "1"))
-    for name, callback in evaluator_callbacks(
-        c, permanent, plan.max_steps, tokenizer, work_dir, batch
-    ).items():
+    evaluators = evaluator_callbacks(c, permanent, plan.max_steps, tokenizer, work_dir, batch)
+    if t.init_from is not None and run.latest_step() is None and "lm_evaluator" in evaluators:
+        # What the run starts from, measured before its first step (step 0 in metrics.jsonl).
+        evaluators["lm_evaluator"].eval_on_startup = True
+    for name, callback in evaluators.items():
         config = config.with_callback(name, callback)
     if device_type(c.cluster.device) == "cuda":
         config = config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
@@ -222,6 +253,24 @@ def trainer_config(
                 tags=list(w.tags) or None,
             ),
         )
+    if t.sample_prompts:
+        every = t.sample_interval
+        steps = range(every, plan.max_steps + 1, every) if every else permanent
+        config = config.with_callback(
+            "samples",
+            SamplesCallback(
+                prompts=list(t.sample_prompts),
+                steps=sorted(set(steps) | {plan.max_steps}),
+                max_new_tokens=t.sample_max_new_tokens,
+                tokenizer_path=str(c.tokenizer.path),
+                vocab_size=c.tokenizer.vocab_size,
+                eos_id=c.tokenizer.eos_token_id,
+            ),
+        )
+    if t.export_hf:
+        config = config.with_callback(
+            "export_hf", HFExportCallback(steps=permanent, output=str(run.path / "hf"))
+        )
     for name, callback in (callbacks or {}).items():
         config = config.with_callback(name, callback)
     return config
@@ -234,15 +283,22 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
     trainer (the cluster launcher adds its preemption handling).
     """
     with environment(c) as device:
-        train_module = build_train_module(c, plan, device)
+        configs = train_module_config(c, plan, device)
+        train_module = build_train_module(c, plan, device, configs)
         tokenizer = olmo_tokenizer_config(c.tokenizer)
         work_dir = str(run.path / "work")
-        dataset = dataset_config(
+        data_config = dataset_config(
             c, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
-        ).build()
-        data_loader = build_data_loader(c, plan, train_module, dataset, work_dir)
+        )
+        data_loader = build_data_loader(c, plan, train_module, data_config.build(), work_dir)
         trainer = trainer_config(c, plan, run, callbacks).build(train_module, data_loader)
-        trainer.callbacks["config_saver"].config = to_dict(c)  # type: ignore[attr-defined]
+        saver = trainer.callbacks["config_saver"]
+        saver.config = checkpoint_config(c, configs, data_config)  # type: ignore[attr-defined]
+        run.save_tokenizer(c.tokenizer.path)
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
+        elif c.train.init_from is not None:
+            source = init_source(c.train.init_from)
+            load_init_weights(source, train_module.model, work_dir)
+            log.info("initialised from %s", source.describe())
         trainer.fit()
