@@ -16,6 +16,29 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on the CI's two cores: one thread per training each, instead
+    # of two threads each fighting over the same two cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+LONGEST_FIRST = (
+    "test_slurm.py",
+    "test_parallel.py",
+    "test_ladder.py",
+    "test_export.py",
+    "test_train_e2e.py",
+    "test_watching.py",
+    "test_eval.py",
+)
+"""Files that train for minutes, longest first: `make test`'s workers take whole files in
+collection order, so these start first and the short ones fill the gaps at the end."""
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
 
 def run_cli(
     *args: str,

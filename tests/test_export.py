@@ -115,6 +115,18 @@ def test_olmo3_sliding_window_export_matches_at_full_context(olmo3, tmp_path):
     assert config["model_type"] == "olmo3" and config["head_dim"] == 4
     assert config["layer_types"].count("sliding_attention") == 3
     assert config["sliding_window"] in (16, 17)  # olmo-core writes window + 1 (see its comment)
+    # The window matters at this length, so the parity check above would catch a wrong one.
+    diff = python(
+        "import torch\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\n"
+        f"d = {str(out)!r}\n"
+        "ids = torch.randint(2, 8000, (1, 512), generator=torch.Generator().manual_seed(0))\n"
+        "a = AutoModelForCausalLM.from_pretrained(d)(ids).logits\n"
+        "c = AutoConfig.from_pretrained(d); c.sliding_window = 4096\n"
+        "b = AutoModelForCausalLM.from_pretrained(d, config=c)(ids).logits\n"
+        "print(float((a - b).abs().max()))"
+    )
+    assert float(diff) > 1e-3
 
 
 def test_bfloat16_export_is_checked_against_the_rounded_checkpoint(olmo3, tmp_path):
@@ -323,6 +335,12 @@ def test_init_from_a_2_rank_checkpoint_starts_at_its_final_loss_and_resumes_its_
     assert start.keys() == final.keys() and start
     for key in start:  # the same weights, evaluated before the first step
         assert abs(start[key] - final[key]) < 1e-4, (key, start[key], final[key])
+    # Checkpoints written before olmo-core's keys were added held the run config under "model":
+    # such run dirs resume as before (resuming reads config.yaml, never a checkpoint's config.json).
+    for ckpt_config in (run / "checkpoints").glob("step*/config.json"):
+        ckpt_config.write_text(
+            json.dumps({"model": json.loads(ckpt_config.read_text())["olmotrain"]})
+        )
     proc = run_cli(*args)  # resumes its own ephemeral checkpoint, never re-initialises
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from step" in proc.stderr and "initialised from" not in proc.stderr

@@ -50,9 +50,12 @@ def check_writable(path: Path, setting: str) -> None:
         raise UserError(os_error_line(exc, setting)) from None
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, content: str | bytes) -> None:
     """Write ``path`` whole or not at all: through a temporary name of this process, so ranks and
-    concurrent jobs writing the same cache file never rename each other's temporary."""
+    concurrent jobs writing the same file never rename each other's temporary."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content)
     os.replace(tmp, path)

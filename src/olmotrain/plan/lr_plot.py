@@ -8,10 +8,12 @@ into a run dir before training claims it): ``${output_root}/plans/<run_name>/``.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from olmotrain.chinchilla import format_multiple
 from olmotrain.config.schema import RunConfig
+from olmotrain.paths import write_atomically
 from olmotrain.plan.schedule import sampled_lrs
 
 
@@ -29,10 +31,12 @@ def plot_lr_schedule(c: RunConfig, plan) -> Path:
     samples = sampled_lrs(c, plan)
     out = plan_dir(c)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "lr_schedule.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "tokens", "lr"])
-        writer.writerows(samples)
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["step", "tokens", "lr"])
+    writer.writerows(samples)
+    # Two dry runs of the same run name may draw at once (a sweep, parallel tests): whole files.
+    write_atomically(out / "lr_schedule.csv", table.getvalue())
 
     by_step = {step: lr for step, _, lr in samples}
     fig = Figure(figsize=(10, 4.2))
@@ -63,5 +67,7 @@ def plot_lr_schedule(c: RunConfig, plan) -> Path:
     )
     ax.legend(loc="lower left", fontsize=8)
     png = out / "lr_schedule.png"
-    fig.savefig(png, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=100, format="png")
+    write_atomically(png, image.getvalue())
     return png
