@@ -154,6 +154,19 @@ def _first_token_id(tokenizer: Tokenizer, candidates: Iterable[str]) -> int | No
     return None
 
 
+def local_tokenizer_file(
+    tok: TokenizerSchema, needed_by: str, fix: str = "set tokenizer.path=/path/to/tokenizer.json"
+) -> str:
+    """The run tokenizer's local ``tokenizer.json``; one line naming what needs it when there is
+    none here (``needed_by``: ``eval.downstream``, ``python -m olmotrain.export``, ...)."""
+    if tok.path and Path(tok.path).is_file():
+        return str(tok.path)
+    raise UserError(
+        f"{needed_by} needs the tokenizer as a local tokenizer.json, and tokenizer={tok.name} "
+        f"has none here; {fix}"
+    )
+
+
 def olmo_tokenizer_config(tok: TokenizerSchema):
     """olmo-core's ``TokenizerConfig`` for the run's tokenizer."""
     from olmo_core.data import TokenizerConfig

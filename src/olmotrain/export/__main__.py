@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--sequences {args.sequences} must be at least 1")
     target = find_target(args.path, args.step)
     check_export(target.config, args.output.resolve(), args.dtype, args.overwrite)
-    setup_logging()
+    setup_logging()  # after the checks: a bad input is one line, nothing else
     tokens = target.step * build_plan(target.config).batch_size_tokens
     report = export_hf(
         target.config,

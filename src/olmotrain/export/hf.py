@@ -24,14 +24,11 @@ from typing import Any
 
 from olmotrain.config.compose import to_dict
 from olmotrain.config.schema import RunConfig
+from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
-from olmotrain.export.native import (
-    is_hf_representable,
-    load_native_model,
-    model_config,
-    text_sequences,
-)
+from olmotrain.export.native import load_native_model, model_config, text_sequences
 from olmotrain.export.parity import check_parity
+from olmotrain.model.build import hf_unrepresentable
 
 REPORT = "olmotrain_export.json"
 DTYPES = ("float32", "bfloat16")
@@ -49,18 +46,13 @@ def check_export(config: RunConfig, output: Path, dtype: str, overwrite: bool) -
     """Everything that can be refused before any model is loaded."""
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
-    if why := is_hf_representable(config):
+    if why := hf_unrepresentable(config.model):
         raise UserError(
             f"cannot export to Hugging Face: {why}; the native checkpoint still works with "
             "`python -m olmotrain.evaluate` and `python -m olmotrain.generate`"
         )
-    tok = config.tokenizer.path
-    if not (tok and Path(tok).is_file()):
-        raise UserError(
-            f"tokenizer={config.tokenizer.name} has no local tokenizer.json here; set "
-            "tokenizer.path=/path/to/tokenizer.json in the run's config.yaml (or export from a "
-            "machine that has it)"
-        )
+    fix = "set tokenizer.path=/path/to/tokenizer.json in the run's config.yaml"
+    local_tokenizer_file(config.tokenizer, "an export", fix)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} is a file; choose a directory")
     if output.is_dir() and any(output.iterdir()) and not overwrite:

@@ -19,7 +19,8 @@ from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import eval_files
 from olmotrain.data.tokens import expand, token_dtype
 from olmotrain.errors import UserError
-from olmotrain.model.build import lws_settings, transformer_config
+from olmotrain.model.build import transformer_config
+from olmotrain.model.checkpoint import InitSource, load_init_weights
 
 
 def model_config(config: RunConfig) -> Any:
@@ -30,24 +31,13 @@ def model_config(config: RunConfig) -> Any:
 def load_native_model(config: RunConfig, checkpoint: Path, device: str = "cpu") -> Any:
     """The checkpoint's weights in an olmo-core ``Transformer`` (float32, eval mode)."""
     import torch
-    from olmo_core.distributed.checkpoint import load_model_and_optim_state
 
     model = model_config(config).build(init_device="meta")
     model.to_empty(device=torch.device(device))
     with tempfile.TemporaryDirectory(prefix="olmotrain-load-") as work:
         with contextlib.redirect_stdout(sys.stderr):
-            load_model_and_optim_state(str(checkpoint / "model_and_optim"), model, work_dir=work)
+            load_init_weights(InitSource("olmo-core", checkpoint), model, work)
     return model.eval()
-
-
-def is_hf_representable(config: RunConfig) -> str | None:
-    """Why transformers' OLMo classes cannot hold this model, or ``None`` when they can."""
-    if lws_settings(config.model) is not None:
-        return (
-            f"model {config.model.name} uses OpenELM layer-wise scaling (per-layer shapes), which "
-            "transformers' Olmo2/Olmo3 classes cannot represent"
-        )
-    return None
 
 
 def text_sequences(config: RunConfig, count: int, length: int) -> tuple[np.ndarray, str]:

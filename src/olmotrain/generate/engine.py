@@ -203,17 +203,14 @@ def load_hf_dir(path: Path, device: str) -> Generator:
 
 def load_checkpoint(config: Any, checkpoint: Path, engine: str, device: str) -> Generator:
     """A generator over a native checkpoint of a run (``config``: its run config)."""
-    from olmotrain.data.tokenizer import load_tokenizer
+    from olmotrain.data.tokenizer import load_tokenizer, local_tokenizer_file
     from olmotrain.export.hf import hf_model_of
-    from olmotrain.export.native import is_hf_representable, load_native_model
+    from olmotrain.export.native import load_native_model
+    from olmotrain.model.build import hf_unrepresentable
 
-    tok_path = config.tokenizer.path
-    if not (tok_path and Path(tok_path).is_file()):
-        raise UserError(
-            f"tokenizer={config.tokenizer.name} has no local tokenizer.json here; set "
-            "tokenizer.path=/path/to/tokenizer.json in the run's config.yaml"
-        )
-    why = is_hf_representable(config)
+    fix = "set tokenizer.path=/path/to/tokenizer.json in the run's config.yaml"
+    tok_path = local_tokenizer_file(config.tokenizer, "generation", fix)
+    why = hf_unrepresentable(config.model)
     if engine == "transformers" and why:
         raise UserError(f"--engine transformers: {why}; use --engine olmo-core (or auto)")
     if engine == "auto":

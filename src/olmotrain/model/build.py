@@ -43,6 +43,16 @@ def lws_settings(model: ModelSchema) -> dict[str, Any] | None:
     return settings if any(v is not None for v in settings.values()) else None
 
 
+def hf_unrepresentable(model: ModelSchema) -> str | None:
+    """Why transformers' OLMo-2/3 classes cannot hold ``model``, or ``None`` when they can."""
+    if lws_settings(model) is not None:
+        return (
+            f"model {model.name} uses OpenELM layer-wise scaling (per-layer shapes), which "
+            "transformers' Olmo2/Olmo3 classes cannot represent"
+        )
+    return None
+
+
 def _olmo2(
     vocab_size: int, *, d_model: int, n_layers: int, n_heads: int, **kwargs: Any
 ) -> TransformerConfig:

@@ -76,28 +76,20 @@ class MetricsLogCallback(Callback):
                 record[f"bpb/{key[len(EVAL_PREFIX) : -len('/BPB')]}"] = float(value)
             elif key.startswith(DOWNSTREAM_PREFIX):
                 record[f"downstream/{key[len(DOWNSTREAM_PREFIX) :]}"] = float(value)
-        if len(record) == 2:
-            return
-        # Merge metrics logged in several calls for the same step (e.g. the final eval).
-        if self.records and self.records[-1]["step"] == step:
-            self.records[-1].update(record)
-            self._rewrite()
-            return
-        self.records.append(record)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if len(record) > 2:
+            self.add(step, record)
 
     def add(self, step: int, values: dict[str, Any]) -> None:
-        """Merge ``values`` (not metrics: e.g. text samples) into ``step``'s record."""
+        """Merge ``values`` into ``step``'s record (metrics logged in several calls for one step,
+        e.g. the final eval; text samples), or start the step's record."""
         if self.records and self.records[-1]["step"] == step:
             self.records[-1].update(values)
             self._rewrite()
             return
-        self.records.append(
-            {"step": step, "tokens": step * self.trainer.global_batch_size, **values}
-        )
+        record = {"step": step, "tokens": step * self.trainer.global_batch_size, **values}
+        self.records.append(record)
         with open(self.path, "a") as f:
-            f.write(json.dumps(self.records[-1]) + "\n")
+            f.write(json.dumps(record) + "\n")
 
     def _rewrite(self):
         tmp = Path(self.path).with_suffix(".jsonl.tmp")

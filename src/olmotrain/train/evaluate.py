@@ -23,6 +23,7 @@ from olmo_core.train.callbacks import Callback
 from olmotrain.config.compose import load_run_config
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import eval_files
+from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.eval.evaluators import DOWNSTREAM_PREFIX, LM_PREFIX, METRICS_FILE
 from olmotrain.eval.tasks import expand_tasks
@@ -82,11 +83,8 @@ def with_evaluation(config: RunConfig, tasks: list[str] | None, limit: int | Non
         limit=config.eval.limit if limit is None else limit,
     )
     expand_tasks(ev.downstream)  # unknown names: one line, before any model
-    if ev.downstream and not (config.tokenizer.path and Path(config.tokenizer.path).is_file()):
-        raise UserError(
-            f"downstream tasks need the tokenizer as a local tokenizer.json, and tokenizer="
-            f"{config.tokenizer.name} has none here; set tokenizer.path=/path/to/tokenizer.json"
-        )
+    if ev.downstream:
+        local_tokenizer_file(config.tokenizer, "downstream tasks")
     if not ev.downstream and not eval_files(config.data):
         raise UserError(
             f"run {config.run_name} has no held-out data here and no task was asked for; "

@@ -18,6 +18,7 @@ from olmotrain.config.checks import check_known_keys, dry_run_mode
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.embedded import build_embedded
 from olmotrain.data.mix import check_data, data_report
+from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.model.parallel import attention_backend, check_devices, check_parallel, device_type
 from olmotrain.paths import check_writable
@@ -91,21 +92,16 @@ def ensure_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
 
 def check_evaluation(config: RunConfig) -> None:
     """Downstream tasks need the tokenizer as a local file (olmo_eval tokenizes their text)."""
-    path = config.tokenizer.path
-    if config.eval.downstream and not (path and Path(path).is_file()):
-        raise UserError(
-            f"eval.downstream needs the tokenizer as a local tokenizer.json, and tokenizer="
-            f"{config.tokenizer.name} has none here (it would be downloaded); set "
-            f"tokenizer.path=/path/to/tokenizer.json or drop eval.downstream"
-        )
+    if config.eval.downstream:
+        fix = "set tokenizer.path=/path/to/tokenizer.json or drop eval.downstream"
+        local_tokenizer_file(config.tokenizer, "eval.downstream", fix)
 
 
 def check_samples_and_export(config: RunConfig) -> None:
     """``train.sample_prompts`` and ``train.export_hf`` need what they use, checked before training."""
-    from olmotrain.model.build import lws_settings
+    from olmotrain.model.build import hf_unrepresentable
 
-    t, path = config.train, config.tokenizer.path
-    local = bool(path and Path(path).is_file())
+    t = config.train
     if t.sample_prompts:
         if any(not str(p).strip() for p in t.sample_prompts):
             raise UserError("train.sample_prompts holds an empty prompt; give some text")
@@ -113,23 +109,14 @@ def check_samples_and_export(config: RunConfig) -> None:
             raise UserError(f"train.sample_interval={t.sample_interval} must be at least 1 step")
         if t.sample_max_new_tokens < 1:
             raise UserError(f"train.sample_max_new_tokens={t.sample_max_new_tokens} must be >= 1")
-        if not local:
-            raise UserError(
-                f"train.sample_prompts needs the tokenizer as a local tokenizer.json; tokenizer="
-                f"{config.tokenizer.name} has none here: set tokenizer.path=/path/to/tokenizer.json"
-            )
+        local_tokenizer_file(config.tokenizer, "train.sample_prompts")
     if t.export_hf:
-        if lws_settings(config.model) is not None:
+        if why := hf_unrepresentable(config.model):
             raise UserError(
-                f"train.export_hf: model {config.model.name} uses OpenELM layer-wise scaling, which "
-                "transformers' Olmo2/Olmo3 classes cannot represent; drop train.export_hf (the "
-                "native checkpoints work with olmotrain.evaluate and olmotrain.generate)"
+                f"train.export_hf: {why}; drop train.export_hf (the native checkpoints work with "
+                "olmotrain.evaluate and olmotrain.generate)"
             )
-        if not local:
-            raise UserError(
-                f"train.export_hf needs the tokenizer as a local tokenizer.json; tokenizer="
-                f"{config.tokenizer.name} has none here: set tokenizer.path=/path/to/tokenizer.json"
-            )
+        local_tokenizer_file(config.tokenizer, "train.export_hf")
 
 
 def check_wandb(config: RunConfig) -> None:
@@ -175,11 +162,11 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
     check_wandb(config)
     replaced = run.check(config, fresh=config.fresh)
     step = None if replaced else run.latest_step()
-    if config.train.init_from is not None and step is None:  # a resumed run loads its own
+    if plan.init_from is not None and step is None:  # a resumed run loads its own
         from olmotrain.model.build import transformer_config
-        from olmotrain.model.checkpoint import check_init_shapes, init_source
+        from olmotrain.model.checkpoint import InitSource, check_init_shapes
 
         model = transformer_config(config.model, config.tokenizer.vocab_size)
-        check_init_shapes(init_source(config.train.init_from), model)
+        check_init_shapes(InitSource.from_plan(plan.init_from), model)
     finished = step if step is not None and step >= plan.max_steps else None
     return Startup(config, plan, run, data, finished)

@@ -25,7 +25,7 @@ from olmotrain.data.mix import dataset_config, source_of_path
 from olmotrain.data.tokenizer import olmo_tokenizer_config
 from olmotrain.eval.evaluators import evaluator_callbacks
 from olmotrain.model.build import lws_settings, transformer_config
-from olmotrain.model.checkpoint import init_source, load_init_weights
+from olmotrain.model.checkpoint import InitSource, load_init_weights
 from olmotrain.model.lws import output_scales, scale_output_projections
 from olmotrain.model.parallel import (
     ac_config,
@@ -231,7 +231,7 @@ def trainer_config(
     tokenizer = olmo_tokenizer_config(c.tokenizer)
     batch = plan.micro_batch_instances * int(os.environ.get("WORLD_SIZE", "1"))
     evaluators = evaluator_callbacks(c, permanent, plan.max_steps, tokenizer, work_dir, batch)
-    if t.init_from is not None and run.latest_step() is None and "lm_evaluator" in evaluators:
+    if plan.init_from is not None and run.latest_step() is None and "lm_evaluator" in evaluators:
         # What the run starts from, measured before its first step (step 0 in metrics.jsonl).
         evaluators["lm_evaluator"].eval_on_startup = True
     for name, callback in evaluators.items():
@@ -297,8 +297,8 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
         run.save_tokenizer(c.tokenizer.path)
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
-        elif c.train.init_from is not None:
-            source = init_source(c.train.init_from)
+        elif plan.init_from is not None:
+            source = InitSource.from_plan(plan.init_from)
             load_init_weights(source, train_module.model, work_dir)
             log.info("initialised from %s", source.describe())
         trainer.fit()
