@@ -48,14 +48,18 @@ def main(cfg: DictConfig) -> None:
         print(start.finished_message())
         return
     run = start.run
-    run.claim(config, fresh=config.fresh)
+    lock = run.claim(config, fresh=config.fresh)  # one writer per run dir: refused if held
+    run.record_data_files(start.data["file_sha256"])
     print(render_table(plan), file=sys.stderr)
 
     # 3. Train with olmo-core: in this process, or one process per local device.
-    if config.cluster.devices > 1:
-        run_local_ranks(run.path, config.cluster.devices, device_type(config.cluster.device))
-    else:
-        train(config, plan, run)
+    try:
+        if config.cluster.devices > 1:
+            run_local_ranks(run.path, config.cluster.devices, device_type(config.cluster.device))
+        else:
+            train(config, plan, run)
+    finally:
+        lock.release()
     result = TrainResult.from_run(run)
 
     # 4. What a person wants to know at the end.

@@ -24,6 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 LONGEST_FIRST = (
     "test_slurm.py",
+    "test_faults.py",
     "test_parallel.py",
     "test_ladder.py",
     "test_export.py",

@@ -164,6 +164,8 @@ class ClusterSchema:
     """Requeues after reaching the time limit (preemptions do not count)."""
     wait: bool = False
     """Block until every submitted job ends (``submitit_local`` always waits)."""
+    rendezvous_timeout_s: int = 300
+    """How long a rank waits to reach the first node's rendezvous before failing with one line."""
     device_type: str | None = None
     """For the plan's time and cost estimate: ``h100``, ``h200``, ``a100`` or ``cpu``
     (``null``: what this machine has)."""

@@ -168,7 +168,9 @@ def check_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
         raise UserError(f"data '{data.name}': {files[0]}{hint}")
     # The files' tokenizer before what they can supply: token counts depend on it.
     pattern_sets = [(s.name, s.paths) for s in data.sources] + list((data.eval or {}).items())
-    check_token_files(tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks")
+    report["file_sha256"], report["file_notes"] = check_token_files(
+        tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
+    )
     if report["problems"]:
         hint = ""
         if data.builder == "embedded":

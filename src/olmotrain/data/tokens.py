@@ -3,16 +3,18 @@
 Token files are raw, headerless memmaps (documents concatenated, EOS after each), of the
 smallest unsigned dtype that holds every id of the vocabulary. Local files are checked before
 a run starts: they exist, are whole tokens, and hold no id outside the vocabulary (read once,
-then cached by path, size and mtime); files prepared by olmotrain name their tokenizer in a
+then cached by path until its size, mtime, ctime or inode change); files prepared by olmotrain name their tokenizer in a
 ``manifest.json`` next to them, which must be the run's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,27 +64,57 @@ def _token_file_manifest(path: str) -> dict[str, Any] | None:
     return None
 
 
-def max_token_id(path: str, dtype: np.dtype, cache_dir: Path) -> int:
-    """The largest id in a local token file, read once and cached by (path, size, mtime)."""
+def _identity(stat: os.stat_result) -> list[int]:
+    """What changes whenever a file's content can have: a rewrite in place changes its ctime
+    even when its size and mtime are put back, a replacement its inode."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def scan_token_file(path: str, dtype: np.dtype, cache_dir: Path) -> dict[str, Any]:
+    """``{"max_token_id", "sha256", ...}`` of a local token file: read once, then cached by
+    path until the file changes (size, mtime, ctime or inode); a changed file is read again and
+    said so, with what changed."""
     stat = os.stat(path)
-    key = hashlib.sha256(
-        f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{dtype}".encode()
-    ).hexdigest()
-    cached = cache_dir / f"{key}.json"
-    if cached.exists():
-        return int(json.loads(cached.read_text())["max_token_id"])
-    tokens = np.memmap(path, dtype=dtype, mode="r")
-    top = max((int(tokens[i : i + 2**24].max()) for i in range(0, len(tokens), 2**24)), default=-1)
+    key = hashlib.sha256(f"{os.path.abspath(path)}|{dtype}".encode()).hexdigest()
+    cached_path = cache_dir / f"{key}.json"
+    cached = None
+    if cached_path.exists():
+        with contextlib.suppress(OSError, ValueError):
+            cached = json.loads(cached_path.read_text())
+    if cached is not None and cached.get("identity") == _identity(stat):
+        return cached
+    tokens = np.memmap(path, dtype=dtype, mode="r") if stat.st_size else np.zeros(0, dtype)
+    digest, top = hashlib.sha256(), -1
+    for i in range(0, len(tokens), 2**24):
+        chunk = tokens[i : i + 2**24]
+        top = max(top, int(chunk.max()))
+        digest.update(chunk.tobytes())
+    record = {
+        "path": os.path.abspath(path),
+        "identity": _identity(stat),
+        "max_token_id": top,
+        "sha256": digest.hexdigest(),
+        "checked": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     cache_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(cached, json.dumps({"path": os.path.abspath(path), "max_token_id": top}))
-    return top
+    write_atomically(cached_path, json.dumps(record))
+    if cached is not None and "sha256" in cached:
+        what = "its content" if cached["sha256"] != record["sha256"] else "its timestamps only"
+        record = {
+            **record,
+            "changed": f"changed since it was checked at {cached.get('checked')} ({what})",
+        }
+    return record
 
 
 def check_token_files(
     tok: TokenizerSchema, pattern_sets: list[tuple[str, list[str]]], cache_dir: Path
-) -> None:
+) -> tuple[dict[str, str], list[str]]:
     """Every local file of ``(source, patterns)``: the run's tokenizer (when its manifest says)
-    and ids inside the vocabulary."""
+    and ids inside the vocabulary. Returns ``{path: sha256}`` of the local files, and notes on
+    the files that changed since their last check (checked again)."""
+    hashes: dict[str, str] = {}
+    notes: list[str] = []
     vocab, dtype = tok.vocab_size, token_dtype(tok.vocab_size)
     seen_manifests: set[str] = set()
     run_sha = None
@@ -106,12 +138,17 @@ def check_token_files(
                         f"eos {data_tok['eos_token_id']}) but the run uses tokenizer={tok.name} (vocab {vocab}, "
                         f"eos {tok.eos_token_id}); pick the matching tokenizer= or re-tokenize the data"
                     )
-            top = max_token_id(path, dtype, cache_dir)
+            scanned = scan_token_file(path, dtype, cache_dir)
+            hashes[scanned["path"]] = scanned["sha256"]
+            if "changed" in scanned:
+                notes.append(f"token file {path} {scanned['changed']}; checked again")
+            top = scanned["max_token_id"]
             if top >= vocab:
                 raise UserError(
                     f"data source {name}: {path} holds token id {top}, outside tokenizer {tok.name}'s vocab of "
                     f"{vocab}; it was tokenized with another tokenizer (pick the matching tokenizer=) or is corrupt"
                 )
+    return hashes, notes
 
 
 def scored_targets(

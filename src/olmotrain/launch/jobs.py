@@ -15,12 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from olmotrain.train.lock import ALIVE
 from olmotrain.train.rundir import RunDir
-
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
-RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
-ALIVE = QUEUED | RUNNING
-"""SLURM job states in which a job still holds (or will take) its run dir."""
 
 
 def jobs_path(run: RunDir) -> Path:

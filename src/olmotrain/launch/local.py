@@ -89,18 +89,37 @@ def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
             time.sleep(0.5)
         failed = failed or next((p for p in procs if p.returncode != 0), None)
         if failed is not None:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-            for p in procs:
-                p.wait()
-            rank = procs.index(failed)
+            # A rank killed by a signal is the cause; its peers fail right after, on the lost link.
+            failed = next((p for p in procs if (p.returncode or 0) < 0), failed)
+            stop_ranks(procs)
+            rank, code = procs.index(failed), failed.returncode
+            how = (
+                f"was killed by {signal.Signals(-code).name}"
+                if code < 0 and -code in signal.valid_signals()
+                else f"exited with code {code}"
+            )
             raise UserError(
-                f"rank {rank} of {world_size} exited with code {failed.returncode}; its log is above"
+                f"rank {rank} of {world_size} {how}; the other ranks were stopped; re-run the same "
+                "command to resume from the latest checkpoint (the rank's log is above)"
             )
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def stop_ranks(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """Stop the ranks still running: SIGTERM, then SIGKILL after ``grace_s``. A rank whose peer
+    died can block in a collective that never completes, so waiting for it alone could hang."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.time() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def rank_main(run_dir: Path) -> None:

@@ -34,11 +34,13 @@ from typing import Any
 from olmotrain.config.schema import ClusterSchema, RunConfig
 from olmotrain.console import setup_logging
 from olmotrain.errors import UserError
-from olmotrain.launch.jobs import ALIVE, live_jobs, record_job, slurm_states
+from olmotrain.launch.jobs import live_jobs, record_job, slurm_states
+from olmotrain.launch.rendezvous import wait_for_master
 from olmotrain.launch.status import render, run_status
 from olmotrain.launch.sweep import name_points, record_sweep
 from olmotrain.model.parallel import check_devices
 from olmotrain.plan.plan import build_plan
+from olmotrain.train.lock import ALIVE, Holder, RunLock
 from olmotrain.train.rundir import RunDir
 from olmotrain.train.startup import check_run, plan_run, print_plan
 
@@ -53,6 +55,8 @@ class ClusterJob:
 
     run_dir: str
     config: RunConfig
+    owner_token: str | None = None
+    """The token of the run dir's owner lock its launcher took for this job."""
 
     def __call__(self) -> str:
         import submitit
@@ -73,14 +77,28 @@ class ClusterJob:
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler
         preemption = PreemptionCallback()
         run, plan = RunDir(Path(self.run_dir)), build_plan(self.config)
-        train(self.config, plan, run, callbacks={"preemption": preemption})
-        step = run.latest_step() or 0
-        if step < plan.max_steps and preemption.signaled:
-            if env.rank == 0 and callable(requeue):
-                log.info("checkpoint saved at step %d; requeueing", step)
-                requeue(signal.SIGUSR2, None)  # pickles self.checkpoint(), requeues, exits
-            return f"preempted at step {step}"
-        return f"step {step}/{plan.max_steps}"
+        if env.rank != 0:  # bounded: a node that cannot reach the first one says so
+            wait_for_master(
+                env.master_addr, env.master_port, self.config.cluster.rendezvous_timeout_s, env.rank
+            )
+        lock = RunLock(run.path)
+        if env.rank == 0:  # the job owns the run dir: the lock its launcher took, or a free one
+            slurm_job = job.job_id if os.environ.get("SLURM_JOB_ID") else None
+            lock.acquire(Holder.this_process(self.owner_token, slurm_job))
+        requeued = False
+        try:
+            train(self.config, plan, run, callbacks={"preemption": preemption})
+            step = run.latest_step() or 0
+            if step < plan.max_steps and preemption.signaled:
+                if env.rank == 0 and callable(requeue):
+                    log.info("checkpoint saved at step %d; requeueing", step)
+                    requeued = True  # the requeued job is the same owner: it keeps the lock
+                    requeue(signal.SIGUSR2, None)  # pickles self.checkpoint(), requeues, exits
+                return f"preempted at step {step}"
+            return f"step {step}/{plan.max_steps}"
+        finally:
+            if not requeued:
+                lock.release()
 
     def checkpoint(self) -> Any:
         """submitit's hook on requeue: run this same job again (it resumes from the run dir)."""
@@ -305,15 +323,22 @@ def _pythonpath_first(path: Path):
 
 def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
     """Claim the run dir, snapshot the code and submit the run; records the job in ``jobs.jsonl``."""
-    start.run.claim(start.config, fresh=start.config.fresh)
-    code = start.run.path / "code"
-    digest = snapshot_code(code)
-    ex = make_executor(launcher_params, start.config, start.run.path, executor)
-    if executor == "local":  # local jobs inherit this environment (no sbatch setup lines)
-        with _pythonpath_first(code / "src"):
-            job = ex.submit(ClusterJob(str(start.run.path), start.config))
-    else:
-        job = ex.submit(ClusterJob(str(start.run.path), start.config))
+    lock = start.run.claim(start.config, fresh=start.config.fresh)
+    try:
+        start.run.record_data_files(start.data["file_sha256"])
+        code = start.run.path / "code"
+        digest = snapshot_code(code)
+        ex = make_executor(launcher_params, start.config, start.run.path, executor)
+        task = ClusterJob(str(start.run.path), start.config, lock.held.token)  # type: ignore[union-attr]
+        if executor == "local":  # local jobs inherit this environment (no sbatch setup lines)
+            with _pythonpath_first(code / "src"):
+                job = ex.submit(task)
+        else:
+            job = ex.submit(task)
+            lock.hand_to_job(str(job.job_id))  # the job holds it from now on, also queued
+    except BaseException:
+        lock.release()
+        raise
     record = {
         "job_id": str(job.job_id),
         "cluster": "slurm" if executor == "slurm" else "submitit_local",
@@ -367,6 +392,9 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     if dry:
         return [_job_return(o, "dry run") for o in points]
     alive = live_jobs([start.run for _, start in checked])
+    for _, start in checked:  # a run dir another process trains: nothing is submitted
+        if start.finished_step is None and start.run.path not in alive:
+            RunLock(start.run.path).refuse_if_held()
 
     record_sweep(launcher.config, job_overrides)
     jobs, returns = [], []

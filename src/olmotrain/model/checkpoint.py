@@ -34,6 +34,42 @@ def checkpoint_steps(checkpoint_dir: Path) -> list[int]:
     return sorted(steps)
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the olmo-core checkpoint ``path`` cannot be resumed, ``None`` when it is whole.
+
+    olmo-core writes a checkpoint under ``stepN-tmp`` and renames it when done, so a crash mid-
+    write leaves no ``stepN``; this catches what happens after: a file missing or cut short
+    (against the sizes the distributed checkpoint's metadata records) or a trainer state that
+    does not load. A flipped byte inside a shard of the right size is not detected.
+    """
+    import torch
+    from olmo_core.train.checkpoint import Checkpointer
+    from torch.distributed.checkpoint import FileSystemReader
+
+    if not Checkpointer.dir_is_checkpoint(path):
+        return "incomplete (no metadata)"
+    try:
+        meta = FileSystemReader(str(path / "model_and_optim")).read_metadata()
+    except Exception as exc:  # noqa: BLE001 - any unreadable metadata means the same here
+        return f"model_and_optim/.metadata does not load ({type(exc).__name__})"
+    need: dict[str, int] = {}
+    for info in (meta.storage_data or {}).values():
+        end = info.offset + info.length
+        need[info.relative_path] = max(need.get(info.relative_path, 0), end)
+    for rel, size in sorted(need.items()):
+        file = path / "model_and_optim" / rel
+        if not file.is_file():
+            return f"model_and_optim/{rel} is missing"
+        if (have := file.stat().st_size) < size:
+            return f"model_and_optim/{rel} is cut short ({have:,} of {size:,} bytes)"
+    for state in sorted((path / "train").glob("rank*.pt")):
+        try:
+            torch.load(state, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001
+            return f"train/{state.name} does not load ({type(exc).__name__})"
+    return None
+
+
 @dataclass(frozen=True)
 class InitSource:
     """Where a run's initial weights come from."""

@@ -34,6 +34,24 @@ EVAL_PREFIX = "eval/lm/"
 DOWNSTREAM_PREFIX = "eval/downstream/"
 
 
+def append_whole_line(path: Path, line: str) -> None:
+    """Append ``line`` or nothing: a write cut short by a full disk is taken back, so the log
+    keeps whole lines (one unbuffered write, truncated to its old end on failure)."""
+    data = line.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(fd, data[done:])
+        except OSError:
+            os.ftruncate(fd, end)
+            raise
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class MetricsLogCallback(Callback):
     """Append ``{step, tokens, loss, lr, tokens_per_s, eval/<source> (CE), bpb/<source>,
@@ -88,8 +106,7 @@ class MetricsLogCallback(Callback):
             return
         record = {"step": step, "tokens": step * self.trainer.global_batch_size, **values}
         self.records.append(record)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_whole_line(Path(self.path), json.dumps(record) + "\n")
 
     def _rewrite(self):
         tmp = Path(self.path).with_suffix(".jsonl.tmp")

@@ -10,6 +10,7 @@ old run aside, nothing is deleted).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from olmotrain.config.compose import from_dict, save_run_config, to_dict
 from olmotrain.config.naming import EXECUTION_KEYS
 from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
-from olmotrain.model.checkpoint import checkpoint_steps
+from olmotrain.model.checkpoint import checkpoint_problem, checkpoint_steps
 from olmotrain.paths import write_atomically
+from olmotrain.train.lock import LOCK_FILES, Holder, RunLock
+
+log = logging.getLogger("olmotrain")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -102,6 +106,46 @@ class RunDir:
         steps = checkpoint_steps(self.checkpoints) if self.checkpoints.exists() else []
         return steps[-1] if steps else None
 
+    def broken_checkpoints(self) -> tuple[list[tuple[int, str]], int | None]:
+        """``([(step, problem)...], resumable step)``: the checkpoints newer than the newest one
+        that can be resumed (:func:`checkpoint_problem`), and that one's step."""
+        broken = []
+        steps = checkpoint_steps(self.checkpoints) if self.checkpoints.exists() else []
+        for step in reversed(steps):
+            problem = checkpoint_problem(self.checkpoints / f"step{step}")
+            if problem is None:
+                return broken, step
+            broken.append((step, problem))
+        return broken, None
+
+    def resume_step(self) -> int | None:
+        """The step a (re-)run resumes from: the newest checkpoint that can be resumed. Raises
+        ``UserError`` when there are checkpoints but none can: never a silent restart at 0."""
+        broken, step = self.broken_checkpoints()
+        if broken and step is None:
+            newest, problem = broken[0]
+            raise UserError(
+                f"no checkpoint of {self.path} can be resumed ({len(broken)} checkpoint(s); the "
+                f"newest, step{newest}: {problem}); move {self.checkpoints} aside to start over, "
+                "or pass fresh=true"
+            )
+        return step
+
+    def set_aside_broken_checkpoints(self) -> int | None:
+        """Before resuming (rank 0): rename checkpoints that cannot be resumed to
+        ``stepN.broken-<time>`` (nothing is deleted), one line each; the step resumed from."""
+        step = self.resume_step()
+        broken, _ = self.broken_checkpoints()
+        for bad, problem in broken:
+            path = self.checkpoints / f"step{bad}"
+            aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.rename(aside)
+            log.warning(
+                "olmotrain: checkpoint step%d cannot be resumed (%s); moved to %s, resuming from %s",
+                bad, problem, aside.name, f"step{step}" if step is not None else "the start",
+            )  # fmt: skip
+        return step
+
     @property
     def tokenizer_dir(self) -> Path:
         """Where olmo-core's HF converter looks for a checkpoint's tokenizer
@@ -116,6 +160,46 @@ class RunDir:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(target, Path(path).read_text())
+
+    @property
+    def data_files_path(self) -> Path:
+        """``{token file: sha256}`` of the files the run started training on."""
+        return self.path / "data_files.json"
+
+    def record_data_files(self, hashes: dict[str, str]) -> None:
+        """Remember the run's token files (once: a resumed run keeps what it started with)."""
+        if hashes and not self.data_files_path.exists():
+            write_atomically(self.data_files_path, json.dumps(hashes, indent=1) + "\n")
+
+    def check_data_files(self, hashes: dict[str, str]) -> None:
+        """A resumed run trains on the token files it started with: one line for the first one
+        changed (same name, other content), gone or new since (a run dir without a record, made
+        before olmotrain kept one, passes)."""
+        try:
+            saved = json.loads(self.data_files_path.read_text())
+        except (OSError, ValueError):
+            return
+        changed = next(
+            (
+                (p, "changed since this run started training on it (other content)")
+                for p, sha in saved.items()
+                if p in hashes and hashes[p] != sha
+            ),
+            None,
+        )
+        changed = changed or next(
+            ((p, "is no longer among the run's data files") for p in saved if p not in hashes),
+            None,
+        )
+        changed = changed or next(
+            ((p, "was added to the run's data since it started") for p in hashes if p not in saved),
+            None,
+        )
+        if changed:
+            raise UserError(
+                f"token file {changed[0]} {changed[1]}; resuming would train on other data: "
+                f"restore the files, or pass fresh=true to move {self.path.name} aside and start over"
+            )
 
     def check(self, config: RunConfig, fresh: bool = False) -> bool:
         """Whether this dir can hold ``config``'s run: new, or the same run again. Writes nothing.
@@ -138,24 +222,37 @@ class RunDir:
                     f"use another run_name=..., or fresh=true to move it aside and start over"
                 )
             return bool(diffs)
-        if self.path.exists() and any(self.path.iterdir()) and not fresh:
+        held = self.path.exists() and any(p.name not in LOCK_FILES for p in self.path.iterdir())
+        if held and not fresh:
             raise UserError(
                 f"{self.path} exists and is not an olmotrain run dir; choose another run_name=... or output_root=..."
             )
         return False
 
-    def claim(self, config: RunConfig, fresh: bool = False) -> None:
-        """Make this dir hold ``config``'s run (see :meth:`check`); ``fresh`` renames a dir holding
-        a different run to ``<name>.replaced-<time>`` first (nothing is deleted)."""
-        if self.check(config, fresh):
-            aside = self.path.with_name(
-                f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-            )
-            self.path.rename(aside)
-        self.path.mkdir(parents=True, exist_ok=True)
-        # The same run may come back with other devices or log settings: record the latest,
-        # which is also what launched ranks read.
-        save_run_config(config, self.config_path)
+    def claim(
+        self, config: RunConfig, fresh: bool = False, holder: Holder | None = None
+    ) -> RunLock:
+        """Take this dir's owner lock (:mod:`olmotrain.train.lock`), then make it hold ``config``'s
+        run (see :meth:`check`); ``fresh`` renames a dir holding a different run to
+        ``<name>.replaced-<time>`` first (nothing is deleted). The caller releases the lock."""
+        holder = holder or Holder.this_process()
+        lock = RunLock(self.path)
+        lock.acquire(holder)  # refused here, before anything of the run is written
+        try:
+            if self.check(config, fresh):  # checked again: now nobody else can change it
+                aside = self.path.with_name(
+                    f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+                )
+                lock.release()
+                self.path.rename(aside)
+                lock.acquire(holder)
+            # The same run may come back with other devices or log settings: record the latest,
+            # which is also what launched ranks read.
+            save_run_config(config, self.config_path)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:

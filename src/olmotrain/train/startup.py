@@ -8,6 +8,7 @@ steps; only where the ranks run differs.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from olmotrain.paths import check_writable
 from olmotrain.plan.plan import Plan, build_plan, render_table
 from olmotrain.plan.resolvers import resolve
 from olmotrain.train.rundir import RunDir
+
+log = logging.getLogger("olmotrain")
 
 
 @dataclass
@@ -161,7 +164,9 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
     check_samples_and_export(config)
     check_wandb(config)
     replaced = run.check(config, fresh=config.fresh)
-    step = None if replaced else run.latest_step()
+    step = None if replaced else run.resume_step()
+    if step is not None:
+        run.check_data_files(data.get("file_sha256", {}))
     if plan.init_from is not None and step is None:  # a resumed run loads its own
         from olmotrain.model.build import transformer_config
         from olmotrain.model.checkpoint import InitSource, check_init_shapes
@@ -169,4 +174,6 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
         model = transformer_config(config.model, config.tokenizer.vocab_size)
         check_init_shapes(InitSource.from_plan(plan.init_from), model)
     finished = step if step is not None and step >= plan.max_steps else None
+    for note in data.get("file_notes", []):  # said once everything passed: errors stay one line
+        log.warning("olmotrain: %s", note)
     return Startup(config, plan, run, data, finished)

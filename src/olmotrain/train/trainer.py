@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +25,10 @@ from olmotrain.config.schema import RunConfig
 from olmotrain.console import logs_to_stderr
 from olmotrain.data.mix import dataset_config, source_of_path
 from olmotrain.data.tokenizer import olmo_tokenizer_config
+from olmotrain.errors import UserError
 from olmotrain.eval.evaluators import evaluator_callbacks
 from olmotrain.model.build import lws_settings, transformer_config
-from olmotrain.model.checkpoint import InitSource, load_init_weights
+from olmotrain.model.checkpoint import InitSource, checkpoint_steps, load_init_weights
 from olmotrain.model.lws import output_scales, scale_output_projections
 from olmotrain.model.parallel import (
     ac_config,
@@ -282,6 +285,8 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
     Runs as one rank of ``WORLD_SIZE`` (1 without a launcher). ``callbacks`` are added to the
     trainer (the cluster launcher adds its preemption handling).
     """
+    from olmo_core.distributed.utils import barrier
+
     with environment(c) as device:
         configs = train_module_config(c, plan, device)
         train_module = build_train_module(c, plan, device, configs)
@@ -295,10 +300,71 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
         saver = trainer.callbacks["config_saver"]
         saver.config = checkpoint_config(c, configs, data_config)  # type: ignore[attr-defined]
         run.save_tokenizer(c.tokenizer.path)
+        if os.environ.get("RANK", "0") == "0":  # olmo-core would load the newest, broken or not
+            run.set_aside_broken_checkpoints()
+        barrier()
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
         elif plan.init_from is not None:
             source = InitSource.from_plan(plan.init_from)
             load_init_weights(source, train_module.model, work_dir)
             log.info("initialised from %s", source.describe())
-        trainer.fit()
+        try:
+            trainer.fit()
+        except Exception as exc:
+            if isinstance(exc, RuntimeError) and (bad := NON_FINITE.search(str(exc))):
+                raise non_finite_loss(run, float(bad.group(1)), int(bad.group(2))) from None
+            if full := disk_full(exc):
+                raise UserError(
+                    f"{full} under {run.path} while training at step {trainer.global_step}: the "
+                    f"run stopped; checkpoint step{run.latest_step()} is the latest complete one "
+                    "and metrics.jsonl keeps whole lines. Free space there, then re-run the same "
+                    "command to resume"
+                ) from None
+            raise
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """``no space left on device`` (or the quota's words) when a full disk is among ``exc``'s
+    causes: olmo-core and torch wrap the ``OSError`` in their own errors, often without a path."""
+    import errno
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.strerror(e.errno).lower()
+        if "No space left on device" in str(e):
+            return "no space left on device"
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+NON_FINITE = re.compile(r"^(nan|inf|-inf) loss encountered at step (\d+)")
+"""olmo-core's trainer raises this when a logged training loss is not finite."""
+
+
+def non_finite_loss(run: RunDir, value: float, step: int) -> UserError:
+    """The one line for a NaN/inf loss, after setting aside any checkpoint saved at or after
+    ``step`` (its weights may already be non-finite), so that a re-run resumes from before it.
+
+    The run stops rather than skipping the step: a NaN loss has NaN gradients, and olmo-core's
+    SkipStepAdamW, which skips finite loss spikes by multiplying the update by 0, still folds
+    them into Adam's moments (NaN x 0 is NaN), so every later step would be NaN too.
+    """
+    if os.environ.get("RANK", "0") == "0":
+        for bad in [s for s in checkpoint_steps(run.checkpoints) if s >= step]:
+            path = run.checkpoints / f"step{bad}"
+            path.rename(path.with_name(f"{path.name}.non-finite-{int(time.time())}"))
+    before = run.latest_step()
+    where = f"checkpoint step{before} (before it) is kept" if before else "no checkpoint before it"
+    return UserError(
+        f"training loss is {value} at step {step}: the run stopped; {where}. Lower the learning "
+        "rate (train.lr or train.lr_multiplier) or lengthen the warmup (train.warmup_steps), then "
+        "re-run the same command to "
+        "resume from that checkpoint"
+    )
