@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data
 
-.PHONY: setup data train test test-fast bench lint clean ladder-demo
+.PHONY: setup data train test test-fast bench bench-slurm lint clean ladder-demo
 
 setup: $(STAMP)  ## the virtual environment with everything installed
 
@@ -42,6 +42,9 @@ bench: data  ## ratios vs baselines measured in the same run: overhead, CLI late
 	$(PY) bench/ladder_overhead.py
 	$(PY) bench/generate_speed.py
 	$(PY) bench/prepare_vs_dolma.py
+
+bench-slurm: data  ## (root) the two-node SLURM cluster: start time, job start latency, 2-node vs local loss
+	$(PY) bench/slurm_multinode.py
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,12 +29,18 @@ ALIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE
 
 @pytest.fixture(scope="session")
 def slurm():
-    """The one-node cluster, started by the repo's script (idempotent; needs root to start)."""
-    if subprocess.run([SCRIPT, "status"], capture_output=True).returncode != 0:
-        if os.geteuid() != 0:
+    """A two-node cluster, each node its own network and UTS namespace (hostnames n1, n2),
+    started by the repo's script (idempotent; it needs root to start)."""
+    if os.geteuid() != 0:
+        if subprocess.run([SCRIPT, "status"], capture_output=True).returncode != 0:
             pytest.skip("the SLURM tests start a cluster with apt and daemons: run them as root")
-        proc = subprocess.run([SCRIPT, "start"], capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        return SCRIPT
+    began = time.time()
+    proc = subprocess.run(
+        [SCRIPT, "start", "--nodes", "2"], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"\nslurm_cluster.sh start --nodes 2: {time.time() - began:.1f} s")
     return SCRIPT
 
 
@@ -110,7 +117,7 @@ def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, 
     assert not (root / "seed=3").exists()
 
 
-def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
+def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
     slurm, embedded_data, tmp_path
 ):
     args = (
@@ -118,10 +125,18 @@ def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
         "train.max_steps=60",
         "train.global_batch_size=4096",
         "train.ephemeral_checkpoint_interval=1000",
+        "parallel=fsdp",
     )
-    # The uninterrupted reference trains here meanwhile.
+    # The uninterrupted reference, the same two FSDP ranks on this machine, trains meanwhile.
     reference = subprocess.Popen(
-        [sys.executable, "train.py", *args, "run_name=ref", f"output_root={tmp_path}"],
+        [
+            sys.executable,
+            "train.py",
+            *args,
+            "cluster.devices=2",
+            "run_name=ref",
+            f"output_root={tmp_path}",
+        ],
         cwd=REPO,
         env={**os.environ, "OLMOTRAIN_DATA_ROOT": str(REPO / "data")},
         stdout=subprocess.DEVNULL,
@@ -130,8 +145,9 @@ def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
     )
     wandb_env = {"WANDB_MODE": "offline", "WANDB_API_KEY": "offline-test"}
     proc = run_cli(
-        *args, *CPU, "run_name=pre", "wandb.enabled=true", f"output_root={tmp_path}", env=wandb_env
-    )
+        *args, *CPU, "cluster.nodes=2", "run_name=pre", "wandb.enabled=true",
+        f"output_root={tmp_path}", env=wandb_env,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "pre"
     job = job_of(run)
@@ -154,8 +170,8 @@ def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
     # 2. An admin requeue (SIGTERM, SIGKILL after KillWait): olmo-core checkpoints on SIGTERM.
     wait_for(lambda: max_step(run) >= first[0] + 12, 300, "progress after the resume", job=job)
     subprocess.run(["scontrol", "requeue", job], check=True)
-    # SLURM requeues at once; the old attempt saves its checkpoint within KillWait (30 s).
-    wait_for(lambda: unplanned(first[0] + 12), 60, "the checkpoint on SIGTERM")
+    # SLURM requeues at once; the old attempt saves its checkpoint within KillWait (60 s).
+    wait_for(lambda: unplanned(first[0] + 12), 90, "the checkpoint on SIGTERM")
     wait_for(lambda: ended(job), 600, "the job to end", job=job)
 
     assert checkpoint_steps(run)[-1] == 60 and "1 done" in status(run)
@@ -178,30 +194,87 @@ def test_preempted_run_checkpoints_requeues_and_reaches_the_same_loss(
     assert evals == sorted(s for s in planned if s > 0) == [54, 60], (evals, first)
 
 
-def test_two_task_fsdp_job_matches_one_rank(slurm, embedded_data, tmp_path):
-    fsdp = run_cli(
-        *SMOKE,
-        *CPU,
-        "cluster.tasks_per_node=2",
-        "parallel=fsdp",
-        "cluster.wait=true",
-        f"output_root={tmp_path / 'fsdp'}",
+def ranks_by_host(run: Path) -> dict[str, str]:
+    """``{"rank/world": host}`` from the job's logs (each rank names its host at start)."""
+    found = {}
+    for log in (run / "slurm").glob("*/*_log.err"):
+        for m in re.finditer(r"rank (\d+/\d+) on (\S+), code", log.read_text()):
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def test_two_node_fsdp_and_hsdp_jobs_train_across_both_nodes_and_match_one_rank(
+    slurm, embedded_data, tmp_path
+):
+    two_nodes = (*SMOKE, *CPU, "cluster.nodes=2")
+    # HSDP, one replica per node (2 nodes x 2 ranks), is queued first and runs meanwhile.
+    hsdp = run_cli(
+        *two_nodes, "cluster.tasks_per_node=2", "parallel=hsdp", f"output_root={tmp_path / 'hsdp'}"
     )
+    assert hsdp.returncode == 0, hsdp.stderr[-3000:]
+    began = time.time()
+    fsdp = run_cli(
+        *two_nodes, "cluster.tasks_per_node=1", "parallel=fsdp", "cluster.wait=true",
+        f"output_root={tmp_path / 'fsdp'}",
+    )  # fmt: skip
     assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    print(f"\n2-node FSDP smoke job, submit to end: {time.time() - began:.1f} s")
     run = tmp_path / "fsdp" / "smoke"
-    log = "\n".join(p.read_text() for p in (run / "slurm").glob("*/*_log.err"))
-    assert "rank 0/2" in log and "rank 1/2" in log
+    assert ranks_by_host(run) == {"0/2": "n1", "1/2": "n2"}  # one rank on each node
     shards = {p.name for p in (run / "checkpoints" / "step8" / "model_and_optim").iterdir()}
-    assert any(s.startswith("__1_") for s in shards), shards  # rank 1 wrote its shard
+    assert any(s.startswith("__1_") for s in shards), shards  # rank 1 (on n2) wrote its shard
 
     # One rank through submitit's local executor: the same cluster path without SLURM.
     one = run_cli(*SMOKE, "cluster=submitit_local", f"output_root={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr[-3000:]
     want = metrics(tmp_path / "one" / "smoke")
-    got = metrics(run)
-    assert [r["step"] for r in got] == [r["step"] for r in want]
-    for a, b in zip(got, want, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], abs=2e-4)
+    hsdp_run = tmp_path / "hsdp" / "smoke"
+    wait_for(lambda: ended(job_of(hsdp_run)), 600, "the HSDP job to end")
+    assert ranks_by_host(hsdp_run) == {"0/4": "n1", "1/4": "n1", "2/4": "n2", "3/4": "n2"}
+    for got in (metrics(run), metrics(hsdp_run)):
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        for a, b in zip(got, want, strict=True):
+            assert a["loss"] == pytest.approx(b["loss"], abs=2e-4)
+
+
+def test_a_node_lost_mid_run_fails_the_job_with_one_line_and_a_rerun_resumes(
+    slurm, embedded_data, tmp_path
+):
+    args = (
+        "model=olmo2_1m", "train.max_steps=40", "train.global_batch_size=4096",
+        "train.ephemeral_checkpoint_interval=5", "data.eval=null", *CPU, "cluster.nodes=2",
+        "parallel=fsdp", "run_name=lost", f"output_root={tmp_path}",
+    )  # fmt: skip
+    assert run_cli(*args).returncode == 0
+    run = tmp_path / "lost"
+    job = job_of(run)
+    wait_for(lambda: max_step(run) >= 12, 300, "step 12")
+    # The job's rank on n2 dies as with its node: SIGKILL to every process of it there.
+    pids = subprocess.run(
+        ["ip", "netns", "pids", "olmo-n2"], capture_output=True, text=True
+    ).stdout.split()
+    ranks = [
+        p
+        for p in pids
+        if "submitit" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+    ]
+    assert ranks, pids
+    for pid in ranks:
+        os.kill(int(pid), 9)
+    killed = time.time()
+    wait_for(lambda: ended(job), 120, "the job to end")
+    print(f"\nnode lost -> job ended in {time.time() - killed:.1f} s")
+    report = status(run)
+    print(report)
+    first = report.splitlines()[1]
+    assert "failed" in first and "rank 1 on n2: killed" in first.lower(), report
+    step = checkpoint_steps(run)[-1]
+    assert 5 <= step < 40
+
+    again = run_cli(*args, "cluster.wait=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumes from step {step}" in again.stdout
+    assert checkpoint_steps(run)[-1] == 40 and ranks_by_host(run)["1/2"] == "n2"
 
 
 def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_path):
@@ -222,6 +295,9 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     run = tmp_path / "runs" / "smoke"
     job = job_of(run)
     assert job_state(job)[0] == "PENDING"
+    # A local run of the same run dir while the job waits: refused, naming the job.
+    local = run_cli(*SMOKE, f"output_root={tmp_path / 'runs'}")
+    assert f"is in use by SLURM job {job}" in assert_one_line_error(local)
     # Submitting it again while it waits: refused as a duplicate, nothing submitted.
     again = run_cli(
         *SMOKE, *CPU, f"output_root={tmp_path / 'runs'}", script=str(repo / "train.py"), env=env
@@ -334,7 +410,7 @@ def test_dry_run_shows_the_sbatch_script(slurm, tmp_path):
     [
         (["cluster.partition=gpu-h100"], "unknown partition 'gpu-h100'; this cluster has debug"),
         (["cluster.gpus_per_node=8"], "cluster.gpus_per_node=8 but partition debug has no GPUs"),
-        (["cluster.nodes=4"], "cluster.nodes=4 but partition debug has 1 node(s)"),
+        (["cluster.nodes=4"], "cluster.nodes=4 but partition debug has 2 node(s)"),
     ],
 )
 def test_requests_the_cluster_cannot_meet_are_refused(

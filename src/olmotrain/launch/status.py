@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from olmotrain.config.compose import load_run_config
 from olmotrain.console import setup_logging
 from olmotrain.errors import UserError, run_command
-from olmotrain.launch.jobs import QUEUED, RUNNING, last_job, run_job_state, slurm_states
+from olmotrain.launch.jobs import last_job, run_job_state, slurm_states
+from olmotrain.train.lock import QUEUED, RUNNING
 from olmotrain.train.rundir import RunDir, read_metrics
 
 SKIP_DIRS = {"checkpoints", "work", "code", "slurm"}
@@ -117,7 +119,24 @@ def run_status(
     if job:  # the job ended and the run is not finished
         status.state = "failed"
         status.log_tail = _tail(log, tail_lines) if log else []
+        if log is not None and (why := failure_reason(log.parent, job_id)):
+            status.detail = f"{status.detail}: {why}" if status.detail else why
     return status
+
+
+SRUN_TASK = re.compile(r"srun: error: (\S+): tasks? ([\d,-]+): (.+)$")
+
+
+def failure_reason(logs: Path, job_id: str) -> str | None:
+    """One line on why a job's ranks stopped, from its logs: a task SLURM saw killed or failing
+    (``srun: error: n2: task 1: Killed``) before the errors of the ranks that lost it, else the
+    first ``error:`` line a rank printed."""
+    lines = [ln for f in sorted(logs.glob(f"{job_id}_*_log.*")) for ln in _tail(f, 200)]
+    tasks = [m for ln in lines if (m := SRUN_TASK.search(ln))]
+    killed = next((m for m in tasks if "Killed" in m.group(3) or "signal" in m.group(3)), None)
+    if m := killed or (tasks[0] if tasks else None):
+        return f"rank {m.group(2)} on {m.group(1)}: {m.group(3).strip().lower()}"
+    return next((ln.split("error: ", 1)[1] for ln in lines if ln.startswith("error: ")), None)
 
 
 def statuses(root: Path, tail_lines: int = 15) -> list[RunStatus]:
