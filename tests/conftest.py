@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,17 +118,17 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     )
 
 
-def kill_at_step(*args: str, run_dir: Path, step: int, timeout: float = 300) -> None:
-    """Start ``python train.py ARGS`` and SIGKILL it (launcher and ranks) once ``step`` is logged."""
+def start_train(*args: str, **popen: Any) -> subprocess.Popen:
+    """Start ``python train.py ARGS`` from the repository root (not waiting for it)."""
     env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT)}
     env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "train.py", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, **popen)
+
+
+def kill_at_step(*args: str, run_dir: Path, step: int, timeout: float = 300) -> None:
+    """Start ``python train.py ARGS`` and SIGKILL it (launcher and ranks) once ``step`` is logged."""
+    proc = start_train(
+        *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     log = run_dir / "metrics.jsonl"
     deadline = time.time() + timeout

@@ -1,6 +1,7 @@
 """Faults that lose nothing, and one writer per run dir (real runs of train.py on the CPU).
 
-Two runs of one run dir at once, a lock left by a killed run, a lock held on another host; a full
+Two runs of one run dir at once, a lock held on another host (a lock left by a killed run is
+taken over: tests/test_train_e2e.py); a full
 disk while a checkpoint is written (a tmpfs output_root, root only); a latest checkpoint cut
 short; a token file changed after its check was cached; one of two local ranks killed with
 SIGKILL; a NaN loss. Each ends in one line and a run that a plain re-run resumes.
@@ -13,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from conftest import (
     DATA_ROOT,
-    REPO,
     assert_one_line_error,
     checkpoint_steps,
     kill_at_step,
     metrics,
     run_cli,
+    start_train,
 )
 
 pytestmark = pytest.mark.slow
@@ -35,16 +35,7 @@ TINY = ("model=olmo2_1m", "train.global_batch_size=4096", "train.log_interval=1"
 
 
 def start(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OLMOTRAIN_DATA_ROOT": str(DATA_ROOT)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen(
-        [sys.executable, "train.py", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_train(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def logged_step(run: Path) -> int:
@@ -74,7 +65,7 @@ def last_error(stderr: str, tracebacks: bool = False) -> str:
 def test_two_runs_of_one_run_dir_started_together_one_trains_one_is_refused(
     embedded_data, tmp_path
 ):
-    args = (*TINY, "train.max_steps=30", "run_name=x", f"output_root={tmp_path}")
+    args = (*TINY, "train.max_steps=12", "run_name=x", f"output_root={tmp_path}")
     first, second = start(*args), start(*args)
     outs = [p.communicate(timeout=600) for p in (first, second)]
     codes = sorted((first.returncode, second.returncode))
@@ -83,23 +74,9 @@ def test_two_runs_of_one_run_dir_started_together_one_trains_one_is_refused(
     line = assert_one_line_error(subprocess.CompletedProcess([], 2, "", refused))
     assert f"{tmp_path / 'x'} is in use by pid " in line and "run_name=x" in line, line
     run = tmp_path / "x"
-    assert checkpoint_steps(run)[-1] == 30 and metrics(run)[-1]["step"] == 30
-    assert [r["step"] for r in metrics(run)] == list(range(1, 31))  # one writer: one history
+    assert checkpoint_steps(run)[-1] == 12 and metrics(run)[-1]["step"] == 12
+    assert [r["step"] for r in metrics(run)] == list(range(1, 13))  # one writer: one history
     assert not (run / "owner.lock").exists()  # released at the end
-
-
-def test_a_killed_runs_lock_is_taken_over_and_the_run_resumes(embedded_data, tmp_path):
-    args = (*TINY, "train.max_steps=20", "train.ephemeral_checkpoint_interval=5")
-    args = (*args, "run_name=k", f"output_root={tmp_path}")
-    run = tmp_path / "k"
-    kill_at_step(*args, run_dir=run, step=7)  # SIGKILL: no chance to release the lock
-    holder = json.loads((run / "owner.lock").read_text())
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"was held by pid {holder['pid']} on {holder['host']}" in proc.stderr
-    assert "which is gone; taking it over" in proc.stderr
-    assert "resumes from step 5" in proc.stderr or "resumed from step 5" in proc.stderr
-    assert checkpoint_steps(run)[-1] == 20
 
 
 def test_a_lock_held_on_another_host_is_refused_naming_it(embedded_data, tmp_path):
@@ -141,7 +118,7 @@ def fill(path: Path) -> Path:
 @pytest.mark.skipif(not AS_ROOT, reason="mounts a small tmpfs as the output root (root only)")
 def test_a_full_disk_while_a_checkpoint_is_written_loses_nothing(embedded_data, tmp_path):
     with small_disk(tmp_path / "disk", 64) as disk:
-        args = (*TINY, "train.max_steps=20", "train.ephemeral_checkpoint_interval=5")
+        args = (*TINY, "train.max_steps=12", "train.ephemeral_checkpoint_interval=5")
         args = (*args, "run_name=full", f"output_root={disk}")
         run = disk / "full"
         proc = start(*args)
@@ -159,7 +136,7 @@ def test_a_full_disk_while_a_checkpoint_is_written_loses_nothing(embedded_data, 
         again = run_cli(*args)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "resumed from step 5" in again.stderr
-        assert checkpoint_steps(run)[-1] == 20 and metrics(run)[-1]["step"] == 20
+        assert checkpoint_steps(run)[-1] == 12 and metrics(run)[-1]["step"] == 12
 
 
 def test_a_cut_short_latest_checkpoint_falls_back_to_the_one_before(embedded_data, tmp_path):
@@ -171,17 +148,13 @@ def test_a_cut_short_latest_checkpoint_falls_back_to_the_one_before(embedded_dat
     shard = max((run / "checkpoints" / f"step{latest}" / "model_and_optim").glob("*.distcp"))
     with open(shard, "r+b") as f:  # a copy or a disk that lost the end of a file
         f.truncate(shard.stat().st_size // 2)
-    reference = run_cli(*TINY, "train.max_steps=12", "run_name=ref", f"output_root={tmp_path}")
-    assert reference.returncode == 0
 
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"olmotrain: checkpoint step{latest} cannot be resumed (model_and_optim/" in proc.stderr
     assert "is cut short" in proc.stderr and f"resumed from step {before}" in proc.stderr
     assert any(p.name.startswith(f"step{latest}.broken-") for p in (run / "checkpoints").iterdir())
-    assert metrics(run)[-1]["loss"] == pytest.approx(
-        metrics(tmp_path / "ref")[-1]["loss"], abs=1e-5
-    )
+    assert checkpoint_steps(run)[-1] == 12 and metrics(run)[-1]["step"] == 12
 
     # Every checkpoint broken: refused, never a silent restart from step 0.
     for step in checkpoint_steps(run):
@@ -215,7 +188,7 @@ def rewrite_keeping_stat(path: Path, tokens: np.ndarray) -> None:
 def test_a_token_file_changed_after_its_check_is_caught_before_training(embedded_data, tmp_path):
     path = copy_embedded(tmp_path / "data")
     runs = tmp_path / "runs"
-    args = (*TINY, "train.max_steps=30", "train.ephemeral_checkpoint_interval=2")
+    args = (*TINY, "train.max_steps=12", "train.ephemeral_checkpoint_interval=2")
     args = (*args, f"data_root={tmp_path / 'data'}", f"output_root={runs}")
     kill_at_step(*args, "run_name=b", run_dir=runs / "b", step=4)  # checked, cached, trained on
 
@@ -239,7 +212,7 @@ def test_a_token_file_changed_after_its_check_is_caught_before_training(embedded
     again = run_cli(*args, "run_name=b")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"token file {path} changed since it was checked at" in again.stderr
-    assert "resumed from step" in again.stderr and checkpoint_steps(runs / "b")[-1] == 30
+    assert "resumed from step" in again.stderr and checkpoint_steps(runs / "b")[-1] == 12
 
 
 def rank_pids(run: Path) -> dict[int, int]:
@@ -261,7 +234,7 @@ def rank_pids(run: Path) -> dict[int, int]:
 
 
 def test_one_of_two_ranks_killed_stops_the_other_and_a_rerun_resumes(embedded_data, tmp_path):
-    args = (*TINY, "cluster.devices=2", "parallel=fsdp", "train.max_steps=24")
+    args = (*TINY, "cluster.devices=2", "parallel=fsdp", "train.max_steps=16")
     args = (*args, "train.ephemeral_checkpoint_interval=4", "run_name=r", f"output_root={tmp_path}")
     run = tmp_path / "r"
     proc = start(*args)
@@ -283,7 +256,7 @@ def test_one_of_two_ranks_killed_stops_the_other_and_a_rerun_resumes(embedded_da
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed from step {step}" in again.stderr
-    assert checkpoint_steps(run)[-1] == 24
+    assert checkpoint_steps(run)[-1] == 16
 
 
 def test_a_nan_loss_stops_with_one_line_and_keeps_the_checkpoint_before_it(embedded_data, tmp_path):

@@ -51,9 +51,14 @@ def test_kill_9_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pat
         *RUN, f"output_root={tmp_path}", "run_name=killed", run_dir=tmp_path / "killed", step=5
     )
     assert 3 in checkpoint_steps(tmp_path / "killed")  # the ephemeral checkpoint it resumes from
+    # kill -9 left the run dir's lock behind; its holder is provably gone, so it is taken over.
+    holder = json.loads((tmp_path / "killed" / "owner.lock").read_text())
     resumed = run_cli(*RUN, f"output_root={tmp_path}", "run_name=killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from step" in resumed.stdout + resumed.stderr
+    assert f"was held by pid {holder['pid']} on {holder['host']}" in resumed.stderr
+    assert "which is gone; taking it over" in resumed.stderr
+    assert not (tmp_path / "killed" / "owner.lock").exists()  # released at the end
     a, b = metrics(full_dir), metrics(tmp_path / "killed")
     assert [r["step"] for r in b] == list(range(1, 11))  # one consistent history, no stale steps
     assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], abs=1e-5)
