@@ -121,7 +121,9 @@ class RunDir:
     def resume_step(self) -> int | None:
         """The step a (re-)run resumes from: the newest checkpoint that can be resumed. Raises
         ``UserError`` when there are checkpoints but none can: never a silent restart at 0."""
-        broken, step = self.broken_checkpoints()
+        return self._resumable(*self.broken_checkpoints())
+
+    def _resumable(self, broken: list[tuple[int, str]], step: int | None) -> int | None:
         if broken and step is None:
             newest, problem = broken[0]
             raise UserError(
@@ -131,15 +133,21 @@ class RunDir:
             )
         return step
 
+    def set_aside(self, step: int, why: str) -> Path:
+        """Rename checkpoint ``stepN`` to ``stepN.<why>-<time>`` (out of olmo-core's sight;
+        nothing is deleted); the new path."""
+        path = self.checkpoints / f"step{step}"
+        aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        return aside
+
     def set_aside_broken_checkpoints(self) -> int | None:
-        """Before resuming (rank 0): rename checkpoints that cannot be resumed to
-        ``stepN.broken-<time>`` (nothing is deleted), one line each; the step resumed from."""
-        step = self.resume_step()
-        broken, _ = self.broken_checkpoints()
+        """Before resuming (rank 0): set aside the checkpoints that cannot be resumed, one line
+        each; the step resumed from."""
+        broken, step = self.broken_checkpoints()
+        self._resumable(broken, step)
         for bad, problem in broken:
-            path = self.checkpoints / f"step{bad}"
-            aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
-            path.rename(aside)
+            aside = self.set_aside(bad, "broken")
             log.warning(
                 "olmotrain: checkpoint step%d cannot be resumed (%s); moved to %s, resuming from %s",
                 bad, problem, aside.name, f"step{step}" if step is not None else "the start",
@@ -179,25 +187,16 @@ class RunDir:
             saved = json.loads(self.data_files_path.read_text())
         except (OSError, ValueError):
             return
-        changed = next(
-            (
-                (p, "changed since this run started training on it (other content)")
-                for p, sha in saved.items()
-                if p in hashes and hashes[p] != sha
-            ),
-            None,
-        )
-        changed = changed or next(
-            ((p, "is no longer among the run's data files") for p in saved if p not in hashes),
-            None,
-        )
-        changed = changed or next(
-            ((p, "was added to the run's data since it started") for p in hashes if p not in saved),
-            None,
-        )
+        changed = (
+            [(p, "changed since this run started training on it (other content)")
+             for p, sha in saved.items() if p in hashes and hashes[p] != sha]
+            + [(p, "is no longer among the run's data files") for p in saved if p not in hashes]
+            + [(p, "was added to the run's data since it started") for p in hashes if p not in saved]
+        )  # fmt: skip
         if changed:
+            path, what = changed[0]
             raise UserError(
-                f"token file {changed[0]} {changed[1]}; resuming would train on other data: "
+                f"token file {path} {what}; resuming would train on other data: "
                 f"restore the files, or pass fresh=true to move {self.path.name} aside and start over"
             )
 

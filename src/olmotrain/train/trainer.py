@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -358,8 +357,7 @@ def non_finite_loss(run: RunDir, value: float, step: int) -> UserError:
     """
     if os.environ.get("RANK", "0") == "0":
         for bad in [s for s in checkpoint_steps(run.checkpoints) if s >= step]:
-            path = run.checkpoints / f"step{bad}"
-            path.rename(path.with_name(f"{path.name}.non-finite-{int(time.time())}"))
+            run.set_aside(bad, "non-finite")
     before = run.latest_step()
     where = f"checkpoint step{before} (before it) is kept" if before else "no checkpoint before it"
     return UserError(
