@@ -31,7 +31,7 @@ ladder-demo: data  ## DataDecide on the CPU: 4 sizes x 3 embedded mixes -> fit, 
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder report demo --output docs/ladder-demo
 
 test: setup data  ## the whole suite (CPU), two workers, a test file each; exit 5 (no tests) is a failure
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
 
 test-fast: setup  ## everything but the end-to-end training runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
