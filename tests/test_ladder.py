@@ -134,11 +134,11 @@ def write_ladder(tmp_path, **extra) -> str:
         "name": "tiny",
         "sizes": ["olmo2_1m", "dd_4m"],
         "mixes": ["embedded", "embedded_code_heavy"],
-        "chinchilla_multiple": 0.005,
+        "chinchilla_multiple": 0.0025,  # 2 steps of olmo2_1m, 3 of dd_4m
         "seeds": [7],
-        # held-out python_code only (the metric's source): the English set is 5x larger
-        "overrides": ["eval.downstream=[copa]", "eval.limit=10", "~data.eval.english_docs"],
-        "metric": "eval/lm/python_code/CE loss",
+        # held-out english_docs only (the metric's source): python_code's is 5x larger
+        "overrides": ["eval.downstream=[copa]", "eval.limit=10", "~data.eval.python_code"],
+        "metric": "eval/lm/english_docs/CE loss",
         "output_root": str(tmp_path / "runs"),
         **extra,
     }
@@ -196,8 +196,8 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     metrics = ladder.get_metrics("dd_4m", "embedded", seed=7, prefix="eval/")
     assert list(metrics["step"]) == [c.step for c in permanent]
     assert {
-        "eval/lm/python_code/CE loss",
-        "eval/lm/python_code/BPB",
+        "eval/lm/english_docs/CE loss",
+        "eval/lm/english_docs/BPB",
         "eval/downstream/copa (accuracy)",
     } <= set(metrics.columns)
     assert not any(c.startswith("train/") for c in metrics.columns)
@@ -209,7 +209,7 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
         "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops", "checkpoint",
     ]  # fmt: skip
     assert len(table) == 4 * len(permanent)
-    assert {"train/CE loss", "eval/lm/python_code/BPB", "eval/downstream/copa (accuracy)"} <= set(
+    assert {"train/CE loss", "eval/lm/english_docs/BPB", "eval/downstream/copa (accuracy)"} <= set(
         table.columns
     )
     row = table[(table["size"] == "dd_4m") & (table["mix"] == "embedded")].iloc[-1]

@@ -19,6 +19,7 @@ RUN = [
     f"train.max_steps={STEPS}",
     "train.global_batch_size=8192",
     "train.ephemeral_checkpoint_interval=3",
+    "data.eval=null",  # the loss curves are compared; 2-rank held-out evals: tests/test_slurm.py
 ]
 
 

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 CPU = ("cluster=slurm", "cluster.gpus_per_node=0")
 SMOKE = ("experiment=smoke",)
+NO_EVAL = ("data.eval=null",)  # where training, not held-out evaluation, is what is checked
 ALIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD"}
 
 
@@ -89,7 +90,7 @@ def status(path: Path) -> str:
 
 
 def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, tmp_path):
-    sweep = ("-m", "seed=1,2", *SMOKE, *CPU, "sweep_name=pair", f"output_root={tmp_path}")
+    sweep = ("-m", "seed=1,2", *SMOKE, *NO_EVAL, *CPU, "sweep_name=pair", f"output_root={tmp_path}")
     proc = run_cli(*sweep, "cluster.wait=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     root = tmp_path / "sweeps" / "pair"
@@ -99,8 +100,8 @@ def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, 
         assert (run / "code" / "src" / "olmotrain" / "train" / "trainer.py").exists()
         assert len((run / "jobs.jsonl").read_text().splitlines()) == 1
     assert yaml.safe_load((root / "sweep.yaml").read_text())["points"] == [
-        ["seed=1", "experiment=smoke"],
-        ["seed=2", "experiment=smoke"],
+        ["seed=1", "experiment=smoke", "data.eval=null"],
+        ["seed=2", "experiment=smoke", "data.eval=null"],
     ]
     assert metrics(runs[0])[-1]["loss"] != metrics(runs[1])[-1]["loss"]  # two seeds, two runs
     assert "2 run(s): 2 done" in status(root)
@@ -112,7 +113,9 @@ def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, 
     assert all(len((r / "jobs.jsonl").read_text().splitlines()) == 1 for r in runs)
 
     # Other points under the same sweep name: refused, nothing submitted.
-    other = run_cli("-m", "seed=1,3", *SMOKE, *CPU, "sweep_name=pair", f"output_root={tmp_path}")
+    other = run_cli(
+        "-m", "seed=1,3", *SMOKE, *NO_EVAL, *CPU, "sweep_name=pair", f"output_root={tmp_path}"
+    )  # fmt: skip
     assert "holds a different sweep" in assert_one_line_error(other)
     assert not (root / "seed=3").exists()
 
@@ -122,10 +125,11 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
 ):
     args = (
         "model=olmo2_1m",
-        "train.max_steps=60",
+        "train.max_steps=40",
         "train.global_batch_size=4096",
         "train.ephemeral_checkpoint_interval=1000",
         "parallel=fsdp",
+        "~data.eval.python_code",  # held-out english_docs: python_code's is 5x larger
     )
     # The uninterrupted reference, the same two FSDP ranks on this machine, trains meanwhile.
     reference = subprocess.Popen(
@@ -162,7 +166,7 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
     # 1. SLURM's warning signal: checkpoint at the signal's step, requeue, resume.
     wait_for(lambda: max_step(run) >= 10, 300, "step 10")
     # Signal first: the status command takes seconds under load, and the run trains meanwhile
-    # (once it had reached step 51 of 60, leaving no room for the second interruption).
+    # (once it had reached step 51, leaving no room for the second interruption).
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     assert re.search(r"\b(running|queued)\b", status(run))  # checkpointing, or requeued
     wait_for(lambda: job_state(job)[0] == "PENDING", 120, "the requeue")
@@ -176,7 +180,7 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
     wait_for(lambda: unplanned(first[0] + 12), 90, "the checkpoint on SIGTERM")
     wait_for(lambda: ended(job), 600, "the job to end", job=job)
 
-    assert checkpoint_steps(run)[-1] == 60 and "1 done" in status(run)
+    assert checkpoint_steps(run)[-1] == 40 and "1 done" in status(run)
     log = "\n".join(p.read_text() for p in (run / "slurm" / job).glob("*_0_log.*"))
     assert f"checkpoint saved at step {first[0]}; requeueing" in log
     assert log.count("resumed from step") >= 2
@@ -188,12 +192,12 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
     want = metrics(tmp_path / "ref")[-1]
     got = metrics(run)[-1]
-    assert got["step"] == want["step"] == 60
+    assert got["step"] == want["step"] == 40
     assert got["loss"] == pytest.approx(want["loss"], abs=1e-5)
     # The grace period went to checkpoint + requeue: held-out evals ran at the planned permanent
-    # checkpoints (pre-decay 54, end 60) and at no preempted step.
+    # checkpoints (pre-decay 36, end 40) and at no preempted step.
     evals = [r["step"] for r in metrics(run) if any(k.startswith("eval/") for k in r)]
-    assert evals == sorted(s for s in planned if s > 0) == [54, 60], (evals, first)
+    assert evals == sorted(s for s in planned if s > 0) == [36, 40], (evals, first)
 
 
 def ranks_by_host(run: Path) -> dict[str, str]:
@@ -208,7 +212,7 @@ def ranks_by_host(run: Path) -> dict[str, str]:
 def test_two_node_fsdp_and_hsdp_jobs_train_across_both_nodes_and_match_one_rank(
     slurm, embedded_data, tmp_path
 ):
-    two_nodes = (*SMOKE, *CPU, "cluster.nodes=2")
+    two_nodes = (*SMOKE, *NO_EVAL, *CPU, "cluster.nodes=2")
     # HSDP, one replica per node (2 nodes x 2 ranks), is queued first and runs meanwhile.
     hsdp = run_cli(
         *two_nodes, "cluster.tasks_per_node=2", "parallel=hsdp", f"output_root={tmp_path / 'hsdp'}"
@@ -227,7 +231,7 @@ def test_two_node_fsdp_and_hsdp_jobs_train_across_both_nodes_and_match_one_rank(
     assert any(s.startswith("__1_") for s in shards), shards  # rank 1 (on n2) wrote its shard
 
     # One rank through submitit's local executor: the same cluster path without SLURM.
-    one = run_cli(*SMOKE, "cluster=submitit_local", f"output_root={tmp_path / 'one'}")
+    one = run_cli(*SMOKE, *NO_EVAL, "cluster=submitit_local", f"output_root={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr[-3000:]
     want = metrics(tmp_path / "one" / "smoke")
     hsdp_run = tmp_path / "hsdp" / "smoke"
@@ -287,6 +291,7 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     env = {"PYTHONPATH": str(repo / "src")}
     proc = run_cli(
         *SMOKE,
+        *NO_EVAL,
         *CPU,
         "+cluster.additional_parameters.hold=true",  # sbatch --hold: it waits until released
         f"output_root={tmp_path / 'runs'}",
@@ -298,12 +303,13 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     job = job_of(run)
     assert job_state(job)[0] == "PENDING"
     # A local run of the same run dir while the job waits: refused, naming the job.
-    local = run_cli(*SMOKE, f"output_root={tmp_path / 'runs'}")
+    local = run_cli(*SMOKE, *NO_EVAL, f"output_root={tmp_path / 'runs'}")
     assert f"is in use by SLURM job {job}" in assert_one_line_error(local)
     # Submitting it again while it waits: refused as a duplicate, nothing submitted.
     again = run_cli(
-        *SMOKE, *CPU, f"output_root={tmp_path / 'runs'}", script=str(repo / "train.py"), env=env
-    )
+        *SMOKE, *NO_EVAL, *CPU, f"output_root={tmp_path / 'runs'}",
+        script=str(repo / "train.py"), env=env,
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"already queued or running as job {job}; not submitted again" in again.stdout
     assert len((run / "jobs.jsonl").read_text().splitlines()) == 1
@@ -328,8 +334,9 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
 def test_a_cancelled_run_is_reported_and_a_rerun_resumes_it(slurm, embedded_data, tmp_path):
     args = (
         "model=olmo2_1m",
-        "train.max_steps=30",
+        "train.max_steps=20",
         "train.global_batch_size=4096",
+        *NO_EVAL,
         *CPU,
         "run_name=cut",
         f"output_root={tmp_path}",
@@ -343,13 +350,13 @@ def test_a_cancelled_run_is_reported_and_a_rerun_resumes_it(slurm, embedded_data
     report = status(run)
     assert "failed (cancelled)" in report and "CANCELLED" in report, report
     step = checkpoint_steps(run)[-1]
-    assert 5 <= step < 30
+    assert 5 <= step < 20
 
     again = run_cli(*args, "cluster.wait=true")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumes from step {step}" in again.stdout
     assert (
-        checkpoint_steps(run)[-1] == 30 and len((run / "jobs.jsonl").read_text().splitlines()) == 2
+        checkpoint_steps(run)[-1] == 20 and len((run / "jobs.jsonl").read_text().splitlines()) == 2
     )
 
 
@@ -440,8 +447,8 @@ def test_a_ladder_goes_to_slurm_from_the_command_line(slurm, embedded_data, tmp_
                 "sizes": ["olmo2_1m", "olmo3_1m"],
                 "mixes": ["embedded"],
                 "chinchilla_multiple": 0.01,
-                "overrides": ["train.max_steps=4"],
-                "metric": "eval/lm/python_code/CE loss",
+                "overrides": ["train.max_steps=4", "~data.eval.python_code"],
+                "metric": "eval/lm/english_docs/CE loss",
                 "output_root": str(tmp_path / "runs"),
             }
         )

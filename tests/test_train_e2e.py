@@ -91,11 +91,10 @@ def test_a_different_run_in_the_same_dir_is_refused_and_nothing_changes(uninterr
 
 
 def test_fresh_moves_the_old_run_aside(embedded_data, tmp_path):
-    first = run_cli("model=olmo2_1m", "train.max_steps=2", f"output_root={tmp_path}", "run_name=r")
+    run = ("model=olmo2_1m", "data.eval=null", f"output_root={tmp_path}", "run_name=r")
+    first = run_cli(*run, "train.max_steps=2")
     assert first.returncode == 0, first.stderr[-2000:]
-    again = run_cli(
-        "model=olmo2_1m", "train.max_steps=3", f"output_root={tmp_path}", "run_name=r", "fresh=true"
-    )
+    again = run_cli(*run, "train.max_steps=3", "fresh=true")
     assert again.returncode == 0, again.stderr[-2000:]
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("r.replaced-")]
     assert len(aside) == 1 and (aside[0] / "checkpoints" / "step2").exists()

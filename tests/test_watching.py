@@ -71,7 +71,7 @@ def test_estimate_keys_and_a_run_that_does_not_fit(tmp_path):
 
 
 def test_plain_lines_off_a_terminal_and_one_live_display_on_one(embedded_data, tmp_path):
-    args = ["experiment=smoke", "train.log_interval=2"]
+    args = ["experiment=smoke", "train.log_interval=2", "data.eval=null"]
     plain = run_cli(*args, f"output_root={tmp_path / 'plain'}")
     assert plain.returncode == 0, plain.stderr[-2000:]
     marks = [line for line in plain.stderr.splitlines() if line.startswith("[step=")]
@@ -119,6 +119,7 @@ def test_wandb_without_a_key_runs_offline_and_resumes_into_the_same_run(
 ):
     args = [
         "experiment=smoke",
+        "data.eval=null",  # W&B is the subject: no held-out evaluation
         "wandb.enabled=true",
         "wandb.tags=[ablation,cpu]",
         f"output_root={tmp_path}",
@@ -137,6 +138,7 @@ def test_the_wandb_key_is_never_written(embedded_data, tmp_path):
     secret = "sk-olmotrain-test-0123456789abcdef0123456789abcdef"
     proc = run_cli(
         "experiment=smoke",
+        "data.eval=null",
         "wandb.enabled=true",
         f"output_root={tmp_path}",
         env={"WANDB_API_KEY": secret, "WANDB_MODE": "offline"},
