@@ -17,14 +17,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, kill_at_step, metrics, run_cli, run_module
+from conftest import (
+    ENGLISH_HELD_OUT,
+    assert_one_line_error,
+    kill_at_step,
+    metrics,
+    run_cli,
+    run_module,
+)
 
 pytestmark = pytest.mark.slow
 PROMPT = "def main("
-HELD_OUT = "~data.eval.python_code"  # held-out english_docs only: python_code's is 5x larger
 GQA = [
     "experiment=smoke",
-    HELD_OUT,
+    ENGLISH_HELD_OUT,
     "model.n_heads=2",  # head_dim 6 = d_model / n_heads: olmo-core's own converter can do it
     "model.head_dim=6",
     "model.n_kv_heads=1",
@@ -48,8 +54,10 @@ def gqa(embedded_data, tmp_path_factory) -> Path:
 def olmo3(embedded_data, tmp_path_factory) -> Path:
     """olmo3_1m (head_dim 4 on d_model 12) with a 16-token sliding window, 8 steps."""
     root = tmp_path_factory.mktemp("olmo3")
-    args = ["experiment=smoke", HELD_OUT, "model=olmo3_1m", "model.sliding_window=16"]
-    args.append("run_name=olmo3")
+    args = [
+        "experiment=smoke", ENGLISH_HELD_OUT, "model=olmo3_1m", "model.sliding_window=16",
+        "run_name=olmo3",
+    ]  # fmt: skip
     proc = run_cli(*args, f"output_root={root}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "olmo3"
@@ -310,7 +318,7 @@ def test_bad_sample_and_export_settings_fail_before_training(override, expected,
 # --- train.init_from: anneal / continued pretraining from a checkpoint or an HF export ---
 
 SAME_SHAPE = [
-    "experiment=smoke", HELD_OUT, "model.n_heads=2", "model.head_dim=6", "model.n_kv_heads=1"
+    "experiment=smoke", ENGLISH_HELD_OUT, "model.n_heads=2", "model.head_dim=6", "model.n_kv_heads=1"
 ]  # fmt: skip
 
 

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, run_module
+from conftest import ENGLISH_HELD_OUT, assert_one_line_error, run_module
 
 from olmotrain.config.compose import compose
 from olmotrain.ladder.decide import decision_accuracy
@@ -136,8 +136,7 @@ def write_ladder(tmp_path, **extra) -> str:
         "mixes": ["embedded", "embedded_code_heavy"],
         "chinchilla_multiple": 0.0025,  # 2 steps of olmo2_1m, 3 of dd_4m
         "seeds": [7],
-        # held-out english_docs only (the metric's source): python_code's is 5x larger
-        "overrides": ["eval.downstream=[copa]", "eval.limit=10", "~data.eval.python_code"],
+        "overrides": ["eval.downstream=[copa]", "eval.limit=10", ENGLISH_HELD_OUT],
         "metric": "eval/lm/english_docs/CE loss",
         "output_root": str(tmp_path / "runs"),
         **extra,

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, assert_one_line_error, checkpoint_steps, metrics, run_cli
+from conftest import (
+    ENGLISH_HELD_OUT,
+    REPO,
+    assert_one_line_error,
+    checkpoint_steps,
+    metrics,
+    run_cli,
+)
 
 pytestmark = pytest.mark.slow
 SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
@@ -129,7 +136,7 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
         "train.global_batch_size=4096",
         "train.ephemeral_checkpoint_interval=1000",
         "parallel=fsdp",
-        "~data.eval.python_code",  # held-out english_docs: python_code's is 5x larger
+        ENGLISH_HELD_OUT,
     )
     # The uninterrupted reference, the same two FSDP ranks on this machine, trains meanwhile.
     reference = subprocess.Popen(
@@ -447,7 +454,7 @@ def test_a_ladder_goes_to_slurm_from_the_command_line(slurm, embedded_data, tmp_
                 "sizes": ["olmo2_1m", "olmo3_1m"],
                 "mixes": ["embedded"],
                 "chinchilla_multiple": 0.01,
-                "overrides": ["train.max_steps=4", "~data.eval.python_code"],
+                "overrides": ["train.max_steps=4", ENGLISH_HELD_OUT],
                 "metric": "eval/lm/english_docs/CE loss",
                 "output_root": str(tmp_path / "runs"),
             }
