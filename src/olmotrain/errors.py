@@ -3,16 +3,23 @@
 A :class:`UserError` names the problem and the fix. Filesystem problems (a path that cannot be
 created, written or read, a file where a directory should be, a full disk) are the user's to
 fix too, so an ``OSError`` with a path becomes one line the same way (:func:`os_error_line`).
-:func:`run_command` is the process-level guard of every argparse command; Hydra's entry point
-(``train.py``) has its own in :mod:`olmotrain.cli`.
+
+This is also the one process-level guard of every command: :func:`run_command` runs an argparse
+command's ``main(argv)`` and :func:`run_hydra` runs ``train.py``'s Hydra entry point, both
+turning a known error into ``error: <one line>`` on stderr and exit 2 (130 for Ctrl-C); anything
+else is a bug and keeps its traceback. Which errors are known is an ``explain`` function:
+:func:`user_error_line` for argparse commands; for Hydra, :func:`olmotrain.config.checks.explain`
+adds Hydra's and OmegaConf's own errors (this module sits below the config, so it is passed in).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -73,15 +80,63 @@ def fail(message: str, exit_code: int = EXIT_USER_ERROR) -> NoReturn:
     sys.exit(exit_code)
 
 
-def run_command(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> NoReturn:
-    """Run an argparse command's ``main``: user and filesystem errors end as one line."""
+Explain = Callable[[BaseException], tuple[str, int] | None]
+"""``(one line, exit code)`` for a known user error, ``None`` for a bug (see :func:`user_error_line`)."""
+
+
+def run_command(
+    main: Callable[[list[str] | None], int | None],
+    argv: list[str] | None = None,
+    explain: Explain = user_error_line,
+) -> NoReturn:
+    """Run a command's ``main(argv)`` and exit with its status; user and filesystem errors (as
+    ``explain`` knows them) end as one line and exit 2, Ctrl-C as ``interrupted`` and 130."""
     try:
         code = main(argv)
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - only known kinds are translated, the rest re-raised
-        known = user_error_line(exc)
+        known = explain(exc)
         if known is None:
             raise
         fail(*known)
     sys.exit(code)
+
+
+def run_hydra(
+    entry: Callable[[], Any], explain: Explain, check_args: Callable[[list[str]], None]
+) -> NoReturn:
+    """Run a Hydra entry point (a ``@hydra.main`` function) as :func:`run_command` runs a command.
+
+    ``check_args(sys.argv[1:])`` runs first (it can name close matches, which Hydra cannot);
+    ``HYDRA_FULL_ERROR=1`` makes Hydra's own errors propagate here instead of being printed
+    as multi-line reports.
+    """
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    def main(_argv: list[str] | None) -> int:
+        check_args(sys.argv[1:])
+        entry()
+        return 0
+
+    run_command(main, explain=explain)
+
+
+def user_errors(explain: Explain) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a Hydra task function so that known errors exit with one line inside the job
+    (outside it, Hydra would first print "Error executing job with overrides: ...")."""
+
+    def decorate(task: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(task)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return task(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - only known kinds are translated
+                known = explain(exc)
+                if known is None:
+                    raise
+                fail(*known)
+
+        return wrapper
+
+    return decorate

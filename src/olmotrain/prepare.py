@@ -1,7 +1,126 @@
-"""``python -m olmotrain.prepare``: text -> olmo-core token files (see :mod:`olmotrain.data.prepare`)."""
+"""``python -m olmotrain.prepare [SOURCE=]PATH... --output DIR --tokenizer NAME_OR_PATH``.
 
-from olmotrain.data.prepare.__main__ import main
-from olmotrain.errors import run_command
+Turns text into olmo-core token files: tokenize, split train/eval, shard, write a manifest (see
+:mod:`olmotrain.data.prepare`). Re-running the same command resumes an interrupted run and does
+nothing for a finished one; bad input is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from olmotrain.data.prepare.build import prepare_files
+from olmotrain.data.prepare.manifest import (
+    DEFAULT_EVAL_FRACTION,
+    DEFAULT_EVAL_PIECE_TOKENS,
+    DEFAULT_SHARD_TOKENS,
+    format_summary,
+)
+from olmotrain.data.prepare.progress import Progress
+from olmotrain.data.prepare.readers import expand_inputs
+from olmotrain.data.tokenizer import KNOWN_TOKENIZERS, resolve_tokenizer
+from olmotrain.errors import EXIT_INTERRUPTED, UserError, run_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status (2 for user errors)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m olmotrain.prepare",
+        description="Tokenize text into olmo-core token files with a train/eval split. "
+        "Re-running the same command resumes an interrupted run and does nothing for a "
+        "finished one.",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[SOURCE=]PATH",
+        help="a .txt file (one document), a .jsonl/.jsonl.gz/.jsonl.zst file (one JSON object a "
+        "line), a .parquet file, a directory of them, or a glob pattern (quote it); the source "
+        "name defaults to the file or directory name",
+    )
+    parser.add_argument("--output", "-o", required=True, help="dataset directory to write")
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        help=f"known name ({', '.join(KNOWN_TOKENIZERS)}) or path to a tokenizer.json",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="tokenizer processes (default: one per CPU core; 1: tokenize in the main process)",
+    )
+    parser.add_argument("--eval-fraction", type=float, default=DEFAULT_EVAL_FRACTION)
+    parser.add_argument("--text-field", default="text", help="JSON field / parquet column")
+    parser.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="skip (and count in the manifest) lines that are not valid UTF-8, not JSON "
+        "objects, or lack the text field, instead of stopping at the first",
+    )
+    parser.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS)
+    parser.add_argument(
+        "--eval-piece-tokens",
+        type=int,
+        default=DEFAULT_EVAL_PIECE_TOKENS,
+        help="cut eval documents to this many tokens (0: keep them whole)",
+    )
+    parser.add_argument("--eos-id", type=int, default=None, help="EOS id (tokenizer files)")
+    parser.add_argument("--pad-id", type=int, default=None, help="pad id (tokenizer files)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rebuild from scratch, replacing what the output directory holds (even another "
+        "tokenizer's dataset) instead of resuming",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress or notes")
+    args = parser.parse_args(argv)
+    progress = Progress(quiet=args.quiet)
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise UserError(f"--workers must be at least 1, got {args.workers}")
+        if args.shard_tokens < 1:
+            raise UserError(f"--shard-tokens must be at least 1, got {args.shard_tokens}")
+        if args.eval_piece_tokens < 0 or args.eval_piece_tokens == 1:
+            raise UserError(
+                f"--eval-piece-tokens must be 0 or at least 2, got {args.eval_piece_tokens}"
+            )
+        spec = resolve_tokenizer(args.tokenizer, eos_token_id=args.eos_id, pad_token_id=args.pad_id)
+        manifest = prepare_files(
+            expand_inputs(args.inputs),
+            spec,
+            args.output,
+            text_field=args.text_field,
+            skip_bad_lines=args.skip_bad_lines,
+            resume=not args.overwrite,
+            overwrite=args.overwrite,
+            eval_fraction=args.eval_fraction,
+            shard_tokens=args.shard_tokens,
+            eval_piece_tokens=args.eval_piece_tokens or None,
+            workers=args.workers,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        raise UserError(
+            "interrupted; finished shards are kept: run the same command again to resume",
+            EXIT_INTERRUPTED,
+        ) from None
+    finally:
+        progress.finish()
+    print(format_summary(manifest, Path(args.output)))
+    if progress.tokens:
+        elapsed = progress.elapsed
+        print(
+            f"  this run: {progress.tokens:,} tokens in {elapsed:.1f} s "
+            f"({progress.tokens / max(elapsed, 1e-9):,.0f} tokens/s, "
+            f"{progress.workers or 1} tokenizer process(es))"
+        )
+    skipped = manifest.get("totals", {}).get("skipped_lines")
+    if skipped:
+        print(f"  skipped {skipped:,} bad lines (listed per input in the manifest)")
+    return 0
+
 
 if __name__ == "__main__":
     run_command(main)

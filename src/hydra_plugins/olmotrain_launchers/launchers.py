@@ -2,8 +2,8 @@
 
 Thin subclasses of Hydra's basic launcher and hydra-submitit-launcher's launchers; the work is in
 :mod:`olmotrain.launch.sweep` (run dirs named by the points, resumable sweeps) and :mod:`olmotrain.launch.slurm`
-(frozen configs, one job per point, preemption-safe requeue). Imports stay light: Hydra imports
-this module at every start.
+(frozen configs, one job per point, preemption-safe requeue); the private Hydra API they rest on
+is in :mod:`olmotrain.launch.compat`. Imports stay light: Hydra imports this module at every start.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher as HydraBasicLauncher
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+
+from olmotrain.launch.compat import HydraBasicLauncher
 
 
 class BasicLauncher(HydraBasicLauncher):

@@ -1,6 +1,9 @@
-"""The embedded dataset: real text every machine already has, tokenized offline in seconds.
+"""The embedded dataset: a small offline text corpus built from this environment's own files.
 
-Two sources, so data mixing has something to mix:
+Not embeddings: "embedded" because the text ships with every machine (the Python installation
+and the installed packages' documentation), so a first run trains on real text without a
+download. It is tokenized in seconds; ``data=embedded`` names it in the config. Two sources, so
+data mixing has something to mix:
 
 - ``python_code``: the running Python's own standard library ``*.py`` files (no
   ``site-packages``; ``pydoc_data`` goes to the prose source), a fixed ~60% subset chosen by a
@@ -17,13 +20,13 @@ EOS 0, pad 1) or ``gpt_neox_olmo`` (the OLMo tokenizer shipped by ai2-olmo-eval;
 Both see the same documents and the same train/eval split. The manifest records a sha256 of
 each source's text, so drift (another Python, other packages) is visible.
 
-CLI: ``python -m olmotrain.embedded --root data/embedded [--tokenizer embedded_bpe8k]``
-(built with :mod:`olmotrain.data.prepare`).
+Built with :mod:`olmotrain.data.prepare`, by training's first run or the command
+``python -m olmotrain.embedded --root data/embedded [--tokenizer embedded_bpe8k]``
+(:mod:`olmotrain.embedded`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import json
@@ -32,7 +35,6 @@ import platform
 import re
 import sysconfig
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +46,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from olmotrain.data.prepare import (
     MANIFEST_NAME,
     SPLITS,
-    atomic_write_bytes,
-    format_summary,
     load_manifest,
     prepare,
     split_of,
 )
 from olmotrain.data.tokenizer import TOKENIZER_NAME, resolve_tokenizer
-from olmotrain.errors import UserError, run_command
+from olmotrain.errors import UserError
+from olmotrain.paths import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def build_embedded(
         )
         bpe = train_bpe(train_docs)
         tokenizer_path = dataset_dir / TOKENIZER_NAME
-        atomic_write_bytes(tokenizer_path, bpe.to_str(pretty=True).encode("utf-8"))
+        write_atomically(tokenizer_path, bpe.to_str(pretty=True))
         spec = resolve_tokenizer(tokenizer_path, name=tokenizer, eos_token_id=0, pad_token_id=1)
     else:
         spec = resolve_tokenizer(tokenizer)
@@ -235,24 +236,6 @@ def build_embedded(
         overwrite=True,  # this directory is ours: a new recipe may bring a new BPE
     )
     return dataset_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (2 for user errors)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m olmotrain.embedded",
-        description="Build the offline embedded dataset (Python stdlib code + English docs).",
-    )
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="parent directory")
-    parser.add_argument("--tokenizer", choices=TOKENIZERS, default="embedded_bpe8k")
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    dataset_dir = build_embedded(args.root, args.tokenizer, force=args.force)
-    manifest = load_manifest(dataset_dir)
-    print(format_summary(manifest, dataset_dir))
-    print(f"  ready in {time.perf_counter() - start:.1f} s")
-    return 0
 
 
 # --- internals ------------------------------------------------------------------------------
@@ -321,8 +304,3 @@ def _up_to_date(dataset_dir: Path, recipe: dict[str, Any], sources: list[Embedde
             if sum(f.stat().st_size for f in files) != entry[split]["tokens"] * itemsize:
                 return False
     return True
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_command(main)

@@ -29,6 +29,7 @@ from olmotrain.errors import UserError
 from olmotrain.export.native import load_native_model, model_config, text_sequences
 from olmotrain.export.parity import check_parity
 from olmotrain.model.build import hf_unrepresentable
+from olmotrain.paths import move_aside
 
 REPORT = "olmotrain_export.json"
 DTYPES = ("float32", "bfloat16")
@@ -170,9 +171,7 @@ def export_hf(
         (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         if output.exists():
             if any(output.iterdir()):
-                output.rename(
-                    output.with_name(f"{output.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-                )
+                move_aside(output, "replaced")
             else:
                 output.rmdir()
         staging.rename(output)

@@ -23,13 +23,13 @@ import logging
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from olmotrain import squeue
 from olmotrain.errors import UserError
 from olmotrain.paths import write_atomically
 
@@ -39,11 +39,6 @@ LOCK_NAME = "owner.lock"
 GUARD_NAME = ".owner.guard"
 LOCK_FILES = (LOCK_NAME, GUARD_NAME)
 """Files of the lock: a run dir holding only these holds no run yet."""
-
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
-RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
-ALIVE = QUEUED | RUNNING
-"""SLURM job states in which a job still holds (or will take) its run dir."""
 
 
 def _pid_start(pid: int) -> str | None:
@@ -90,26 +85,11 @@ class Holder:
     def state(self) -> str:
         """``alive``, ``gone`` (provably: it can be taken over) or ``unknown``."""
         if self.slurm_job:
-            return _slurm_job_state(self.slurm_job)
+            return squeue.job_state(self.slurm_job)
         if self.host != socket.gethostname():
             return "unknown"
         start = _pid_start(self.pid)
         return "alive" if start is not None and start == self.pid_start else "gone"
-
-
-def _slurm_job_state(job: str) -> str:
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-t", "all", "-j", job, "-o", "%T"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"  # no SLURM here, or its controller is down: cannot tell
-    if out.returncode != 0:
-        # squeue fails on an id its controller has forgotten: gone; on a dead controller: unknown.
-        return "gone" if "Invalid job id" in out.stderr else "unknown"
-    states = set(out.stdout.split())
-    return "alive" if states & ALIVE else "gone"
 
 
 @dataclass

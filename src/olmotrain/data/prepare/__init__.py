@@ -3,7 +3,7 @@
 The parts, each one idea: :mod:`.readers` (input formats), :mod:`.tokenize` (batches on worker
 processes), :mod:`.shards` (published shards and their resume records), :mod:`.output` (the
 output directory: lock, other tokenizers' data, resuming), :mod:`.manifest` (the format),
-:mod:`.build` (the run), :mod:`.progress` and the command line (``__main__``).
+:mod:`.build` (the run) and :mod:`.progress`. The command is :mod:`olmotrain.prepare`.
 """
 
 from olmotrain.data.prepare.build import Options, prepare, prepare_files
@@ -11,8 +11,6 @@ from olmotrain.data.prepare.manifest import (
     MANIFEST_NAME,
     SPLITS,
     STATE_DIR,
-    atomic_write_bytes,
-    atomic_write_json,
     format_summary,
     load_manifest,
     split_of,
@@ -26,8 +24,6 @@ __all__ = [
     "STATE_DIR",
     "Options",
     "Progress",
-    "atomic_write_bytes",
-    "atomic_write_json",
     "expand_inputs",
     "format_summary",
     "load_manifest",

@@ -27,7 +27,6 @@ from olmotrain.data.prepare.manifest import (
     FORMAT_VERSION,
     SPLITS,
     STATE_VERSION,
-    atomic_write_json,
     unigram_entropy,
 )
 from olmotrain.data.prepare.output import OutputDir
@@ -50,7 +49,7 @@ from olmotrain.data.tokenizer import (
 )
 from olmotrain.data.tokens import token_dtype
 from olmotrain.errors import UserError
-from olmotrain.paths import check_writable
+from olmotrain.paths import check_writable, write_atomically
 
 
 @dataclass
@@ -470,7 +469,7 @@ class _Build:
             }
         if self.options.extra is not None:
             manifest["build"] = dict(self.options.extra)
-        atomic_write_json(out.manifest_path, manifest)
+        write_atomically(out.manifest_path, json.dumps(manifest, indent=2) + "\n")
         shutil.rmtree(out.state_dir, ignore_errors=True)
         return manifest
 

@@ -1,4 +1,4 @@
-"""The prepared-dataset format: layout, manifest, the train/eval split rule, atomic writes.
+"""The prepared-dataset format: layout, manifest, the train/eval split rule.
 
 olmo-core reads raw, headerless numpy memmaps (not ``np.save`` files): documents concatenated,
 the EOS id after every document, ``uint16`` while every id fits (vocab <= 65,536) else ``uint32``,
@@ -29,20 +29,18 @@ split's token histogram, all sources pooled, EOS counted; null when empty), and 
 
 Documents go to train or eval by a hash of their text alone (:func:`split_of`), so a document
 lands in the same split whatever the input order, machine or tokenizer. Every file is written
-under a temporary name in its final directory and renamed into place, so a crash never leaves
-a file that looks complete.
+under a temporary name in its final directory and renamed into place
+(:func:`olmotrain.paths.write_atomically`), so a crash never leaves a file that looks complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -85,33 +83,6 @@ def unigram_entropy(counts: np.ndarray) -> float | None:
         return None
     p = counts[counts > 0] / total
     return float(-(p * np.log(p)).sum())
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; published files are ordinary ones
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync, and rename it into place."""
-    with atomic_file(path) as f:
-        f.write(data)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
 def load_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:

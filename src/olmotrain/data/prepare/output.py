@@ -28,13 +28,12 @@ from olmotrain.data.prepare.manifest import (
     MANIFEST_NAME,
     SPLITS,
     STATE_DIR,
-    atomic_write_bytes,
-    atomic_write_json,
     load_manifest,
 )
 from olmotrain.data.prepare.readers import SOURCE_NAME
 from olmotrain.data.tokenizer import TOKENIZER_NAME
 from olmotrain.errors import UserError
+from olmotrain.paths import write_atomically
 
 
 @dataclass
@@ -146,13 +145,13 @@ class OutputDir:
         if not keep_state or current is None or current.get("settings") != settings:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(state_file, {"settings": settings})
+            write_atomically(state_file, json.dumps({"settings": settings}, indent=2) + "\n")
         self.write_tokenizer()  # the directory names the tokenizer of what it holds
 
     def write_tokenizer(self) -> None:
         destination = self.path / TOKENIZER_NAME
         if not (destination.exists() and destination.read_bytes() == self.tokenizer_bytes):
-            atomic_write_bytes(destination, self.tokenizer_bytes)
+            write_atomically(destination, self.tokenizer_bytes)
 
     def finished_dataset(self, settings_sha: str) -> dict[str, Any] | None:
         """The manifest, if the directory is a complete dataset made with these very settings."""

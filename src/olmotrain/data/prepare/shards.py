@@ -8,18 +8,17 @@ inputs are re-read, that the resumed shards hold the documents they say they do)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from olmotrain.data.prepare.manifest import SPLITS, Split, atomic_write_json
+from olmotrain.data.prepare.manifest import SPLITS, Split
 from olmotrain.errors import UserError
+from olmotrain.paths import AtomicFile, write_atomically
 
 
 def point(pos: int, piece: int) -> list[int]:
@@ -51,8 +50,7 @@ class ShardWriter:
         self.before_publish = before_publish
         self.record_dir = record_dir
         self.records = list(records)  # reused ones first
-        self._file: BinaryIO | None = None
-        self._tmp: str | None = None
+        self._file: AtomicFile | None = None
         self._shard: dict[str, Any] = {}
 
     @property
@@ -87,7 +85,7 @@ class ShardWriter:
             chunk = tokens[base:stop]
             data = chunk.tobytes()
             assert self._file is not None
-            self._file.write(data)
+            self._file.file.write(data)
             shard = self._shard
             shard["sha256"].update(data)
             shard["tokens"] += stop - base
@@ -110,12 +108,8 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the unfinished shard (published ones stay, with their records)."""
         if self._file is not None:
-            self._file.close()
+            self._file.discard()
             self._file = None
-        if self._tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
-            self._tmp = None
 
     def _name(self, index: int) -> str:
         return f"{self.split}-{index:05d}.npy"
@@ -123,8 +117,7 @@ class ShardWriter:
     def _open(self, start: list[int]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = self._name(len(self.records))
-        fd, self._tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
-        self._file = os.fdopen(fd, "wb")
+        self._file = AtomicFile(self.directory / name)
         self._shard = {
             "start": start,
             "tokens": 0,
@@ -137,16 +130,11 @@ class ShardWriter:
         }
 
     def _publish(self, next_point: list[int]) -> None:
-        assert self._file is not None and self._tmp is not None
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
+        assert self._file is not None
         name = self._name(len(self.records))
         self.before_publish()
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.directory / name)
-        self._tmp = None
+        self._file.commit()
+        self._file = None
         shard = self._shard
         record = {
             "file": f"{self.directory.name}/{name}",
@@ -162,8 +150,9 @@ class ShardWriter:
         }
         self.records.append(record)
         self.record_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(
-            self.record_dir / f"{self.split}-{len(self.records) - 1:05d}.json", record
+        write_atomically(
+            self.record_dir / f"{self.split}-{len(self.records) - 1:05d}.json",
+            json.dumps(record, indent=2) + "\n",
         )
 
 
