@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from statistics import median
 
+from olmotrain.metrics import METRICS_LOG, TPS, read_metrics_log
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 GOAL = 2.5
@@ -55,9 +57,12 @@ def batch_tokens(run_dir: Path, tasks: list[str], limit: int | None) -> dict[str
     tok, seq = config["tokenizer"], config["train"]["sequence_length"]
     from olmotrain.config.compose import load_run_config
     from olmotrain.eval.evaluators import PAD_MULTIPLE, length_batches
-    from olmotrain.train.evaluate import eval_batch_sequences
+    from olmotrain.evaluate.checkpoint import eval_batch_sequences
+    from olmotrain.train.rundir import RunDir
 
-    rank_batch_tokens = eval_batch_sequences(load_run_config(run_dir / "config.yaml"), "auto") * seq
+    run = RunDir(run_dir)
+    config = load_run_config(run.config_path)
+    rank_batch_tokens = eval_batch_sequences(config, run.plan(), "auto") * seq
     tokenizer = HFTokenizer(
         tok["path"], pad_token_id=tok["pad_token_id"], eos_token_id=tok["eos_token_id"]
     )
@@ -97,8 +102,8 @@ def main() -> int:
         f"output_root={tmp}", "run_name=run",
     ]  # fmt: skip
     subprocess.run(train, cwd=ROOT, env=env, check=True, capture_output=True)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    train_tps = median(r["tokens_per_s"] for r in records if r["step"] > 5 and "tokens_per_s" in r)
+    records = read_metrics_log(run_dir / METRICS_LOG)
+    train_tps = median(r[TPS] for r in records if r["step"] > 5 and TPS in r)
 
     evaluate = [PY, "-m", "olmotrain.evaluate", str(run_dir), "--tasks", "core9", "--json"]
     if args.limit:

@@ -61,12 +61,12 @@ def generation(run_dir: Path, hf_dir: Path, new_tokens: int, rounds: int) -> dic
     from olmotrain.export.native import text_sequences
     from olmotrain.generate.engine import load_checkpoint
     from olmotrain.model.sample import Sampling
-    from olmotrain.train.evaluate import find_target
+    from olmotrain.train.rundir import find_checkpoint
 
-    target = find_target(run_dir, None)
+    target = find_checkpoint(run_dir)
     prompt = [int(t) for t in text_sequences(target.config, 1, 32)[0][0]]
-    ours = load_checkpoint(target.config, target.checkpoint, "auto", "cpu")
-    native = load_checkpoint(target.config, target.checkpoint, "olmo-core", "cpu")
+    ours = load_checkpoint(target.config, target.path, "auto", "cpu")
+    native = load_checkpoint(target.config, target.path, "olmo-core", "cpu")
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     sampling = Sampling(max_new_tokens=new_tokens)
 

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from olmotrain.metrics import METRICS_LOG, TRAIN_LOSS, read_metrics_log
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 
@@ -48,7 +50,7 @@ def train(*args: str) -> None:
 
 
 def losses(run: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r[TRAIN_LOSS] for r in read_metrics_log(run / METRICS_LOG)]
 
 
 def main() -> None:

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
+
+from olmotrain.metrics import CE_LOSS, LR, TRAIN_LOSS, parse_lm, read_metrics_log
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,24 +26,23 @@ def main() -> None:
         "--unigram", type=float, help="unigram entropy of the held-out tokens (nats)"
     )
     args = parser.parse_args()
-    records = [
-        json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()
-    ]
-    steps = [r["step"] for r in records if "loss" in r]
+    # Read through olmotrain's reader: the metric names of older run dirs are translated.
+    records = read_metrics_log(args.run_dir / "metrics.jsonl")
+    trained = [r for r in records if TRAIN_LOSS in r]
+    steps = [r["step"] for r in trained]
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.plot(steps, [r["loss"] for r in records if "loss" in r], label="train loss", lw=1.2)
+    ax.plot(steps, [r[TRAIN_LOSS] for r in trained], label="train loss", lw=1.2)
     last = records[-1]
     for key, value in sorted(last.items()):
-        if key.startswith("eval/"):
-            ax.scatter([last["step"]], [value], zorder=5, label=f"held-out {key[5:]}")
+        parsed = parse_lm(key)
+        if parsed and parsed[1] == CE_LOSS:
+            ax.scatter([last["step"]], [value], zorder=5, label=f"held-out {parsed[0]}")
     if args.unigram is not None:
         ax.axhline(args.unigram, color="grey", ls="--", lw=1, label="unigram entropy (held-out)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats)")
     lr_ax = ax.twinx()
-    lr_ax.plot(
-        steps, [r["lr"] for r in records if "loss" in r], color="tab:green", lw=0.8, alpha=0.6
-    )
+    lr_ax.plot(steps, [r.get(LR) for r in trained], color="tab:green", lw=0.8, alpha=0.6)
     lr_ax.set_ylabel("learning rate", color="tab:green")
     ax.set_title(f"{args.run_dir.name}")
     ax.legend(loc="upper right")

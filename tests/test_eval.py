@@ -68,8 +68,8 @@ def test_every_permanent_checkpoint_gets_its_metrics_file(trained):
             assert 0 <= saved[f"eval/downstream/{task} (accuracy)"] <= 1
     # The same numbers in metrics.jsonl, and one line per evaluation in the log.
     last = metrics(run)[-1]
-    assert last["downstream/copa (accuracy)"] == saved["eval/downstream/copa (accuracy)"]
-    assert last["bpb/python_code"] == saved["eval/lm/python_code/BPB"]
+    assert last["eval/downstream/copa (accuracy)"] == saved["eval/downstream/copa (accuracy)"]
+    assert last["eval/lm/python_code/BPB"] == saved["eval/lm/python_code/BPB"]
     assert proc.stderr.count("eval at step ") == 2
 
 
@@ -182,8 +182,8 @@ def test_bits_per_byte_is_ce_over_ln2_times_tokens_over_bytes(embedded_data, tmp
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = metrics(tmp_path / "runs" / "smoke")[-1]
-    assert last["bpb/known"] == pytest.approx(
-        last["eval/known"] / math.log(2) * scored / nbytes, rel=1e-9
+    assert last["eval/lm/known/BPB"] == pytest.approx(
+        last["eval/lm/known/CE loss"] / math.log(2) * scored / nbytes, rel=1e-9
     )
 
 

@@ -134,6 +134,25 @@ def test_wandb_without_a_key_runs_offline_and_resumes_into_the_same_run(
     assert len(runs) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in runs)
 
 
+def test_each_point_of_a_sweep_logs_to_its_own_wandb_run_and_resumes_into_it(
+    embedded_data, tmp_path, no_wandb_key
+):
+    """A local ``-m`` sweep trains its points one after another in one process: each run dir gets
+    its own W&B run, and a point resumed by re-running the sweep continues its own."""
+    args = ["-m", "seed=1,2", "experiment=smoke", "data.eval=null", "wandb.enabled=true",
+            "sweep_name=pair", f"output_root={tmp_path}"]  # fmt: skip
+    first, second = tmp_path / "sweeps" / "pair" / "seed=1", tmp_path / "sweeps" / "pair" / "seed=2"
+    kill_at_step(*args, run_dir=second, step=5)  # the first point finished, the second half-way
+    again = run_cli(*args)  # the first is reported finished, the second resumes
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from step" in again.stderr
+    ids = [(run / "wandb_id").read_text().strip() for run in (first, second)]
+    assert ids[0] != ids[1]
+    assert [len(wandb_dirs(first)), len(wandb_dirs(second))] == [1, 2]
+    for run, wandb_id in zip((first, second), ids, strict=True):
+        assert all(p.name.endswith(f"-{wandb_id}") for p in wandb_dirs(run))
+
+
 def test_the_wandb_key_is_never_written(embedded_data, tmp_path):
     secret = "sk-olmotrain-test-0123456789abcdef0123456789abcdef"
     proc = run_cli(

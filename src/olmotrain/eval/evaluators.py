@@ -33,10 +33,8 @@ from olmotrain.data.mix import eval_files
 from olmotrain.data.tokens import token_dtype
 from olmotrain.eval.bpb import bits_per_byte, bytes_per_token
 from olmotrain.eval.tasks import expand_tasks
-
-LM_PREFIX = "eval/lm/"
-DOWNSTREAM_PREFIX = "eval/downstream/"
-METRICS_FILE = "metrics_step{step}.json"
+from olmotrain.metrics import BPB, CE_LOSS, STEP_METRICS_FILE, lm_metric
+from olmotrain.paths import write_atomically
 
 
 @dataclass
@@ -49,9 +47,9 @@ class BitsPerByteCallback(Callback):
     def pre_log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         del step
         for source, ratio in self.bytes_per_token.items():
-            ce = metrics.get(f"{LM_PREFIX}{source}/CE loss")
+            ce = metrics.get(lm_metric(source, CE_LOSS))
             if ce is not None:
-                metrics[f"{LM_PREFIX}{source}/BPB"] = bits_per_byte(float(ce), ratio)
+                metrics[lm_metric(source, BPB)] = bits_per_byte(float(ce), ratio)
 
 
 @dataclass
@@ -63,9 +61,7 @@ class StepMetricsCallback(MetricSaverCallback):
 
     def _write_metrics(self, fname: str, metrics: dict[str, float]) -> Any:
         path = Path(self.trainer.save_folder) / fname
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(metrics))
-        tmp.replace(path)
+        write_atomically(path, json.dumps(metrics))
         return path
 
 
@@ -242,7 +238,7 @@ def evaluator_callbacks(
             **when,
         )
     callbacks["metric_saver"] = StepMetricsCallback(
-        step_metrics_fname=METRICS_FILE, fixed_steps=when["fixed_steps"]
+        step_metrics_fname=STEP_METRICS_FILE, fixed_steps=when["fixed_steps"]
     )
     return callbacks
 

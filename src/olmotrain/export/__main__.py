@@ -46,18 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="the report as one JSON object")
     args = parser.parse_args(argv)
-    from olmotrain.plan.plan import build_plan
-    from olmotrain.train.evaluate import find_target
+    from olmotrain.train.rundir import find_checkpoint
 
     if args.sequences < 1:
         raise UserError(f"--sequences {args.sequences} must be at least 1")
-    target = find_target(args.path, args.step)
+    target = find_checkpoint(args.path, args.step)
     check_export(target.config, args.output.resolve(), args.dtype, args.overwrite)
     setup_logging()  # after the checks: a bad input is one line, nothing else
-    tokens = target.step * build_plan(target.config).batch_size_tokens
+    tokens = target.step * target.run.plan().batch_size_tokens
     report = export_hf(
         target.config,
-        target.checkpoint,
+        target.path,
         args.output,
         step=target.step,
         tokens=tokens,

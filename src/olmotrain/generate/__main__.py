@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--step applies to a run dir; {path} is a Hugging Face directory")
         generator = load_hf_dir(path, device)
     else:
-        from olmotrain.train.evaluate import find_target
+        from olmotrain.train.rundir import find_checkpoint
 
         if (
             path.is_dir()
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{path} is neither an olmotrain run dir, a checkpoint (RUN_DIR/checkpoints/stepN), "
                 "nor a Hugging Face model directory (config.json + *.safetensors)"
             )
-        target = find_target(path, args.step)
-        generator = load_checkpoint(target.config, target.checkpoint, args.engine, device)
+        target = find_checkpoint(path, args.step)
+        generator = load_checkpoint(target.config, target.path, args.engine, device)
     for prompt in prompts:
         if args.json:
             done = generator.generate(prompt, sampling, args.stop)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from olmotrain.errors import UserError
+from olmotrain.metrics import BPB, CE_LOSS, labelled, split_label
 
 HUBER_DELTA = 1e-3
 MIN_SIZES = 3
@@ -180,12 +181,12 @@ def task_loss_column(frame: Any, metric: str) -> str:
     a downstream accuracy (``eval/downstream/<task> (accuracy)``)."""
     if not higher_is_better(metric):
         return metric
-    task = metric.rsplit(" (", 1)[0]
-    for label in ("BPB", "CE loss"):
-        if f"{task} ({label})" in frame.columns:
-            return f"{task} ({label})"
+    task = (split_label(metric) or (metric, ""))[0]
+    for label in (BPB, CE_LOSS):
+        if labelled(task, label) in frame.columns:
+            return labelled(task, label)
     raise UserError(
-        f"{metric}: no task loss ({task} (BPB) or (CE loss)) was collected to fit it by"
+        f"{metric}: no task loss ({labelled(task, BPB)} or ({CE_LOSS})) was collected to fit it by"
     )
 
 

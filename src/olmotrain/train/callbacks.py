@@ -22,16 +22,12 @@ from olmo_core.train.callbacks import Callback, EvaluatorCallback
 from olmo_core.train.callbacks import WandBCallback as _OlmoWandB
 from olmo_core.train.common import ReduceType
 
-from olmotrain.train.rundir import read_metrics
+from olmotrain.metrics import SOURCE_TOKENS_PREFIX, log_values, read_metrics_log
+from olmotrain.paths import write_atomically
 
 log = logging.getLogger("olmotrain")
 
 WANDB_API_KEY = "WANDB_API_KEY"
-
-TRAIN_LOSS = "train/CE loss"
-SOURCE_TOKENS = "data/tokens/"
-EVAL_PREFIX = "eval/lm/"
-DOWNSTREAM_PREFIX = "eval/downstream/"
 
 
 def append_whole_line(path: Path, line: str) -> None:
@@ -54,8 +50,9 @@ def append_whole_line(path: Path, line: str) -> None:
 
 @dataclass
 class MetricsLogCallback(Callback):
-    """Append ``{step, tokens, loss, lr, tokens_per_s, eval/<source> (CE), bpb/<source>,
-    downstream/<task> (<metric>)}`` per logged step to ``path``."""
+    """Append ``{step, tokens, <metric>: value...}`` per logged step to ``path``: the train loss,
+    LR, throughput, tokens per source and evaluations, in olmo-core's names
+    (:func:`olmotrain.metrics.log_values`)."""
 
     path: str = "metrics.jsonl"
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -65,37 +62,17 @@ class MetricsLogCallback(Callback):
             return
         # After a kill, the log may hold steps past the checkpoint we resumed from: drop them so
         # the file is one consistent history.
-        path = Path(self.path)
-        kept = [r for r in read_metrics(path) if r["step"] <= self.step]
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
+        # (A log of an older olmotrain is rewritten in the current names.)
+        kept = [r for r in read_metrics_log(Path(self.path)) if r["step"] <= self.step]
         self.records = kept
+        self._rewrite()
 
     def log_metrics(self, step: int, metrics: dict[str, float]):
         if get_rank() != 0:
             return
-        record: dict[str, Any] = {"step": step, "tokens": step * self.trainer.global_batch_size}
-        if TRAIN_LOSS in metrics:
-            record["loss"] = float(metrics[TRAIN_LOSS])
-        lr = next((v for k, v in metrics.items() if k.startswith("optim/LR")), None)
-        if lr is not None:
-            record["lr"] = float(lr)
-        if "throughput/device/TPS" in metrics:
-            record["tokens_per_s"] = float(metrics["throughput/device/TPS"])
-        if "throughput/device/MFU" in metrics:  # on GPUs, from the device's peak
-            record["mfu"] = float(metrics["throughput/device/MFU"])
-        for key, value in metrics.items():
-            if key.startswith(SOURCE_TOKENS):
-                record[f"tokens/{key[len(SOURCE_TOKENS) :]}"] = int(value)
-            if key.startswith(EVAL_PREFIX) and key.endswith("/CE loss"):
-                record[f"eval/{key[len(EVAL_PREFIX) : -len('/CE loss')]}"] = float(value)
-            elif key.startswith(EVAL_PREFIX) and key.endswith("/BPB"):
-                record[f"bpb/{key[len(EVAL_PREFIX) : -len('/BPB')]}"] = float(value)
-            elif key.startswith(DOWNSTREAM_PREFIX):
-                record[f"downstream/{key[len(DOWNSTREAM_PREFIX) :]}"] = float(value)
-        if len(record) > 2:
-            self.add(step, record)
+        values = log_values(metrics)
+        if values:
+            self.add(step, values)
 
     def add(self, step: int, values: dict[str, Any]) -> None:
         """Merge ``values`` into ``step``'s record (metrics logged in several calls for one step,
@@ -109,9 +86,7 @@ class MetricsLogCallback(Callback):
         append_whole_line(Path(self.path), json.dumps(record) + "\n")
 
     def _rewrite(self):
-        tmp = Path(self.path).with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.path)
+        write_atomically(Path(self.path), "".join(json.dumps(r) + "\n" for r in self.records))
 
 
 @dataclass
@@ -142,7 +117,7 @@ class SourceTokensCallback(Callback):
             counts[self._sources[a]] += per_instance
         for source, tokens in counts.items():
             self.trainer.record_metric(
-                f"{SOURCE_TOKENS}{source}", float(tokens), reduce_type=ReduceType.sum
+                f"{SOURCE_TOKENS_PREFIX}{source}", float(tokens), reduce_type=ReduceType.sum
             )
 
 
@@ -187,10 +162,13 @@ class PreemptionCallback(Callback):
 class WandBCallback(_OlmoWandB):
     """olmo-core's W&B callback, made safe for long runs and usable without a key.
 
-    - olmo-core demands ``WANDB_API_KEY`` even offline; without one this runs W&B offline
-      (``WANDB_MODE=offline``, synced later with ``wandb sync``), and never asks W&B's API for
-      cancel tags (that needs the key). With a key it is online as before.
-
+    - One W&B run per run dir: ``run_id`` (the run dir's, :meth:`RunDir.wandb_id`) goes to
+      ``wandb.init`` with ``resume="allow"``, so a resumed or requeued run continues its W&B run,
+      and each point of a sweep run in one process logs to its own (olmo-core's ``wandb.init``
+      takes no id; a process-wide ``WANDB_RUN_ID`` would send every point to the first's run).
+    - olmo-core demands ``WANDB_API_KEY`` even offline; without one (and no ``WANDB_MODE``) this
+      runs W&B offline (synced later with ``wandb sync``), and never asks W&B's API for cancel
+      tags (that needs the key). With a key it is online as before.
     - olmo-core 3.0.0 calls ``wandb.finish(exit_code=..., quiet=True)``; wandb 0.31 removed
       ``quiet``, so every W&B run crashed when it closed.
     - On SLURM's SIGTERM (a requeue, a preemption) the W&B service process dies first; the next
@@ -198,16 +176,29 @@ class WandBCallback(_OlmoWandB):
       A W&B failure now only stops W&B (``metrics.jsonl`` keeps every step).
     """
 
+    run_id: str | None = None
+
     def pre_train(self):
-        if self.enabled and get_rank() == 0 and not os.environ.get(WANDB_API_KEY):
-            os.environ.setdefault("WANDB_MODE", "offline")
-            os.environ[WANDB_API_KEY] = ""  # olmo-core checks presence; offline needs no key
-            try:
-                super().pre_train()
-            finally:
-                del os.environ[WANDB_API_KEY]
+        if not (self.enabled and get_rank() == 0):
             return
-        super().pre_train()
+        # olmo-core's pre_train, with the run's id and without its key check.
+        wandb_dir = self.trainer.work_dir / "wandb"
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        offline = not os.environ.get(WANDB_API_KEY) and not os.environ.get("WANDB_MODE")
+        self.wandb.init(
+            dir=wandb_dir,
+            id=self.run_id,
+            resume="allow",
+            mode="offline" if offline else None,
+            project=self.project,
+            entity=self.entity,
+            group=self.group,
+            name=self.name,
+            tags=self.tags,
+            notes=self.notes,
+            config=self.config,
+        )
+        self._run_path = self.run.path  # type: ignore[attr-defined]
 
     def post_step(self):
         if os.environ.get(WANDB_API_KEY):  # cancel tags live on W&B's server

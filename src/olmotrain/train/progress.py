@@ -20,10 +20,17 @@ from olmo_core.train.callbacks import ConsoleLoggerCallback
 from olmo_core.utils import format_timedelta
 
 from olmotrain.console import is_terminal, live_progress
-
-LOSS = "train/CE loss"
-TPS = "throughput/device/TPS"
-MFU = "throughput/device/MFU"
+from olmotrain.metrics import (
+    BPB,
+    CE_LOSS,
+    EVAL_PREFIX,
+    MFU,
+    TPS,
+    TRAIN_LOSS,
+    by_source,
+    by_task,
+    learning_rate,
+)
 
 
 @dataclass
@@ -61,17 +68,19 @@ class ProgressCallback(ConsoleLoggerCallback):
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         if get_rank() != 0:
             return
-        self._last.update({k: v for k, v in metrics.items() if k in (LOSS, TPS, MFU)})
-        lr = next((v for k, v in metrics.items() if k.startswith("optim/LR")), None)
+        self._last.update({k: v for k, v in metrics.items() if k in (TRAIN_LOSS, TPS, MFU)})
+        lr = learning_rate(metrics)
         if lr is not None:
             self._last["lr"] = lr
-        evals = {k: v for k, v in metrics.items() if k.startswith("eval/")}
+        evals = {k: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)}
         if self._display is not None:
             self._display.update(self._task, completed=step, info=self._fields(step))
             if evals:
                 self._display.console.print(_eval_line(step, evals), markup=False)
             return
-        if LOSS in metrics and (step % max(1, self.log_interval) == 0 or step == self.total_steps):
+        if TRAIN_LOSS in metrics and (
+            step % max(1, self.log_interval) == 0 or step == self.total_steps
+        ):
             print(
                 f"[step={step}/{self.total_steps}] {self._fields(step)}",
                 file=sys.stderr,
@@ -88,8 +97,8 @@ class ProgressCallback(ConsoleLoggerCallback):
     def _fields(self, step: int) -> str:
         last = self._last
         parts = [f"tokens={step * self.trainer.global_batch_size:,}"]
-        if LOSS in last:
-            parts.append(f"loss={last[LOSS]:.3f}")
+        if TRAIN_LOSS in last:
+            parts.append(f"loss={last[TRAIN_LOSS]:.3f}")
         if "lr" in last:
             parts.append(f"lr={last['lr']:.3g}")
         if TPS in last:
@@ -104,25 +113,15 @@ class ProgressCallback(ConsoleLoggerCallback):
 def _eval_line(step: int, evals: dict[str, float]) -> str:
     """``eval at step N: python_code CE 4.818 BPB 1.234; arc_easy (accuracy) 0.256; ...``."""
     parts = []
-    lm: dict[str, dict[str, float]] = {}
-    for key, value in evals.items():
-        if key.startswith("eval/lm/"):
-            source, _, metric = key[len("eval/lm/") :].rpartition("/")
-            lm.setdefault(source, {})[metric] = value
-    for source, values in sorted(lm.items()):
-        text = " ".join(f"{m} {values[m]:.3f}" for m in ("CE loss", "BPB") if m in values)
+    for source, values in sorted(by_source(evals).items()):
+        text = " ".join(f"{m} {values[m]:.3f}" for m in (CE_LOSS, BPB) if m in values)
         parts.append(f"{source} {text}")
-    tasks: dict[str, dict[str, float]] = {}
-    for key, value in evals.items():
-        if key.startswith("eval/downstream/") and key.endswith(")"):
-            task, _, label = key[len("eval/downstream/") : -1].partition(" (")
-            tasks.setdefault(task, {})[label] = value
-    for task, values in sorted(tasks.items()):
+    for task, values in sorted(by_task(evals).items()):
         label = next((m for m in HEADLINE if m in values), None)
         if label is not None:
             parts.append(f"{task} {label} {values[label]:.3f}")
     return f"eval at step {step}: " + "; ".join(parts)
 
 
-HEADLINE = ("length-normalized accuracy", "accuracy", "F1 score", "BPB", "CE loss")
+HEADLINE = ("length-normalized accuracy", "accuracy", "F1 score", BPB, CE_LOSS)
 """The metric shown per downstream task in the progress line (the first it has)."""

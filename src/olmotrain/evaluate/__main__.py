@@ -2,7 +2,7 @@
 
 Evaluates a saved checkpoint (held-out LM metrics and downstream tasks) on CPU or GPU, prints a
 table or one JSON object, and merges the results into that checkpoint's ``metrics_step{N}.json``
-(see :mod:`olmotrain.train.evaluate`). ``--list-tasks`` prints every task and group name.
+(see :mod:`olmotrain.evaluate.checkpoint`). ``--list-tasks`` prints every task and group name.
 """
 
 from __future__ import annotations
@@ -16,22 +16,23 @@ from typing import Any
 from olmotrain.console import setup_logging
 from olmotrain.errors import UserError, run_command
 from olmotrain.eval.tasks import describe
+from olmotrain.metrics import BPB, CE_LOSS, PPL
 
 
 def render(results: dict[str, Any]) -> str:
     """The results as tables a person reads."""
     lines = [f"{results['run']}  step {results['step']:,}  ({results['tokens']:,} tokens)"]
     if results["lm"]:
-        lines += ["", f"  {'held-out source':<20} {'CE loss':>8} {'PPL':>10} {'BPB':>7}"]
+        lines += ["", f"  {'held-out source':<20} {CE_LOSS:>8} {PPL:>10} {BPB:>7}"]
         for source, m in results["lm"].items():
-            bpb = f"{m['BPB']:.4f}" if "BPB" in m else "-"
-            lines.append(f"  {source:<20} {m['CE loss']:>8.4f} {m['PPL']:>10.2f} {bpb:>7}")
+            bpb = f"{m[BPB]:.4f}" if BPB in m else "-"
+            lines.append(f"  {source:<20} {m[CE_LOSS]:>8.4f} {m[PPL]:>10.2f} {bpb:>7}")
     if results["downstream"]:
         width = max(len(t) for t in results["downstream"])
-        lines += ["", f"  {'task':<{width}}  {'primary metric':<28} {'value':>7}  CE loss"]
+        lines += ["", f"  {'task':<{width}}  {'primary metric':<28} {'value':>7}  {CE_LOSS}"]
         for task, entry in results["downstream"].items():
             primary = entry["primary"] or {"name": "-", "value": float("nan")}
-            ce = entry["metrics"].get("CE loss", float("nan"))
+            ce = entry["metrics"].get(CE_LOSS, float("nan"))
             lines.append(
                 f"  {task:<{width}}  {primary['name']:<28} {primary['value']:>7.4f}  {ce:.4f}"
             )
@@ -39,6 +40,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command (``argv``: its arguments, default ``sys.argv[1:]``); the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m olmotrain.evaluate", description=__doc__.splitlines()[0]
     )
@@ -65,17 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.path is None:
         raise UserError("give a run dir or a checkpoint (RUN_DIR/checkpoints/stepN) to evaluate")
+    from olmotrain.evaluate.checkpoint import evaluate_checkpoint, with_evaluation
     from olmotrain.model.parallel import device_type
-    from olmotrain.train.evaluate import evaluate, find_target, with_evaluation
+    from olmotrain.train.rundir import find_checkpoint
 
-    target = find_target(args.path, args.step)
+    target = find_checkpoint(args.path, args.step)
     tasks = None if args.tasks is None else [t for t in args.tasks.split(",") if t.strip()]
     target.config = with_evaluation(target.config, tasks, args.limit)
     device_type(args.device)  # cuda without a GPU: one line, before any model
     setup_logging()  # after the checks: a bad input is one line, nothing else
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch {args.batch} must be at least 1 sequence")
-    results = evaluate(target, device=args.device, batch_sequences=args.batch)
+    results = evaluate_checkpoint(target, device=args.device, batch_sequences=args.batch)
     print(json.dumps(results) if args.json else render(results))
     if not args.json:
         print(f"\nmerged into {target.metrics_path}", file=sys.stderr)

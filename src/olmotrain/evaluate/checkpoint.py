@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,57 +19,15 @@ from typing import Any
 
 from olmo_core.train.callbacks import Callback
 
-from olmotrain.config.compose import load_run_config
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import eval_files
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
-from olmotrain.eval.evaluators import DOWNSTREAM_PREFIX, LM_PREFIX, METRICS_FILE
 from olmotrain.eval.tasks import expand_tasks
-from olmotrain.train.rundir import RunDir, checkpoint_steps
-
-
-@dataclass
-class Target:
-    """The checkpoint to evaluate and the run it belongs to."""
-
-    run: RunDir
-    step: int
-    config: RunConfig
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run.checkpoints / f"step{self.step}"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.run.checkpoints / METRICS_FILE.format(step=self.step)
-
-
-def find_target(path: Path, step: int | None) -> Target:
-    """The run dir (or ``RUN/checkpoints/stepN``) ``path`` names, at ``step`` (default: the
-    latest complete checkpoint); one clear error for anything else, before any model is loaded."""
-    path = path.resolve()
-    named = re.fullmatch(r"step(\d+)", path.name)
-    if named and path.parent.name == "checkpoints":
-        if step is not None and step != int(named.group(1)):
-            raise UserError(f"{path} is the checkpoint of step {named.group(1)}, not --step {step}")
-        run, step = RunDir(path.parent.parent), int(named.group(1))
-    else:
-        run = RunDir(path)
-    if not run.path.is_dir():
-        raise UserError(f"{path} is not a run dir or a checkpoint (RUN_DIR/checkpoints/stepN)")
-    if not run.config_path.exists():
-        raise UserError(f"{run.path} holds no config.yaml: not an olmotrain run dir")
-    steps = checkpoint_steps(run.checkpoints) if run.checkpoints.is_dir() else []
-    if not steps:
-        raise UserError(f"{run.path} has no complete checkpoint yet; train it first")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        shown = ", ".join(map(str, steps[-12:]))
-        raise UserError(f"{run.path} has no checkpoint at step {step}; it has steps {shown}")
-    return Target(run, step, load_run_config(run.config_path))
+from olmotrain.metrics import EVAL_PREFIX, TOTAL_TOKENS, by_source, by_task, read_step_metrics
+from olmotrain.paths import write_atomically
+from olmotrain.plan import Plan, derive_plan
+from olmotrain.train.rundir import RunCheckpoint
 
 
 def with_evaluation(config: RunConfig, tasks: list[str] | None, limit: int | None) -> RunConfig:
@@ -110,43 +67,43 @@ vocab] logits (and olmo-core's loss over them), so batches hold ~64 MiB of fp32 
 8, 14.8 s at 16 sequences). On GPU: the run's training micro-batch."""
 
 
-def eval_batch_sequences(config: RunConfig, device: str) -> int:
-    """Sequences per forward pass when evaluating ``config``'s model on ``device``."""
+def eval_batch_sequences(config: RunConfig, plan: Plan, device: str) -> int:
+    """Sequences per forward pass when evaluating ``config``'s model (planned as ``plan``) on
+    ``device``."""
     from olmotrain.model.build import padded_vocab_size
     from olmotrain.model.parallel import device_type
 
     if device_type(device) == "cuda":
-        return config.derived.micro_batch_instances
+        return plan.micro_batch_instances
     per_sequence = padded_vocab_size(config.tokenizer.vocab_size) * 4 * config.train.sequence_length
-    return max(1, min(config.derived.micro_batch_instances, CPU_EVAL_LOGITS_BYTES // per_sequence))
+    return max(1, min(plan.micro_batch_instances, CPU_EVAL_LOGITS_BYTES // per_sequence))
 
 
-def evaluate(
-    target: Target, device: str = "auto", batch_sequences: int | None = None
+def evaluate_checkpoint(
+    target: RunCheckpoint, device: str = "auto", batch_sequences: int | None = None
 ) -> dict[str, Any]:
-    """Evaluate ``target``'s checkpoint; returns the results object and merges them into
-    ``metrics_step{N}.json`` (see the module docstring). ``batch_sequences``: sequences of the
-    run's length per forward pass (default: :func:`eval_batch_sequences`)."""
+    """Evaluate ``target`` (its config's evaluation); returns the results object and merges them
+    into its ``metrics_step{N}.json`` (see the module docstring). ``batch_sequences``: sequences
+    of the run's length per forward pass (default: :func:`eval_batch_sequences`)."""
     from olmo_core.data import NumpyDataLoaderConfig
     from olmo_core.train import TrainerConfig
 
     from olmotrain.data.tokenizer import olmo_tokenizer_config
     from olmotrain.eval.evaluators import evaluator_callbacks
-    from olmotrain.plan.plan import build_plan
     from olmotrain.train.trainer import build_train_module, environment, train_module_config
 
-    c = target.config
+    c, run_plan = target.config, target.run.plan()
     # One process, whatever wrote the checkpoint: olmo-core reshards on load.
     if batch_sequences is not None and batch_sequences < 1:
         raise UserError(f"--batch {batch_sequences} must be at least 1 sequence")
-    micro = batch_sequences or eval_batch_sequences(c, device)
+    micro = batch_sequences or eval_batch_sequences(c, run_plan, device)
     c = dataclasses.replace(
         c,
         cluster=dataclasses.replace(c.cluster, devices=1, device=device),
         parallel=dataclasses.replace(c.parallel, name="none"),
         train=dataclasses.replace(c.train, micro_batch_size=micro),
     )
-    plan = build_plan(c)
+    plan = derive_plan(c)
     collect = _Collect()
     with tempfile.TemporaryDirectory(prefix="olmotrain-eval-") as scratch, environment(c) as dev:
         train_module = build_train_module(c, plan, dev, train_module_config(c, plan, dev))
@@ -161,24 +118,25 @@ def evaluate(
             work_dir=scratch,
             ignore_fingerprint_mismatch=True,  # never iterated: it only carries trainer state
         ).build(
-            _loader_dataset(c, tokenizer, scratch), dp_process_group=train_module.dp_process_group
+            _loader_dataset(c, plan, tokenizer, scratch),
+            dp_process_group=train_module.dp_process_group,
         )
         config = TrainerConfig(
             save_folder=str(Path(scratch) / "save"),
             work_dir=scratch,
-            checkpoints_to_eval=[str(target.checkpoint)],
+            checkpoints_to_eval=[str(target.path)],
         )
         for name, callback in {**callbacks, "collect": collect}.items():
             config = config.with_callback(name, callback)
         trainer = config.build(train_module, data_loader)
         trainer.eval_checkpoints()
         primary = _primary_metrics(trainer)
-    results = _results(target, collect.metrics, primary)
+    results = _results(target, run_plan, collect.metrics, primary)
     merge_metrics(target.metrics_path, collect.metrics)
     return results
 
 
-def _loader_dataset(c: RunConfig, tokenizer: Any, work_dir: str) -> Any:
+def _loader_dataset(c: RunConfig, plan: Plan, tokenizer: Any, work_dir: str) -> Any:
     """A dataset for the (never iterated) data loader the trainer needs: the held-out files,
     else the training data."""
     from olmo_core.data import NumpyFSLDatasetConfig
@@ -193,8 +151,9 @@ def _loader_dataset(c: RunConfig, tokenizer: Any, work_dir: str) -> Any:
             tokenizer=tokenizer,
             work_dir=work_dir,
         ).build()
-    plan_tokens = c.derived.duration_tokens
-    return dataset_config(c, plan_tokens, c.derived.batch_size_tokens, tokenizer, work_dir).build()
+    return dataset_config(
+        c, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
+    ).build()
 
 
 def _primary_metrics(trainer: Any) -> dict[str, str]:
@@ -212,43 +171,29 @@ def _primary_metrics(trainer: Any) -> dict[str, str]:
     }
 
 
-def _results(target: Target, metrics: dict[str, float], primary: dict[str, str]) -> dict[str, Any]:
-    lm: dict[str, dict[str, float]] = {}
+def _results(
+    target: RunCheckpoint, plan: Plan, metrics: dict[str, float], primary: dict[str, str]
+) -> dict[str, Any]:
+    """The results object: ``run``, ``step``, ``tokens``, ``lm`` ({source: {label: value}}) and
+    ``downstream`` ({task: {"primary": {name, value} | None, "metrics": {label: value}}})."""
+    ordered = dict(sorted(metrics.items()))
     downstream: dict[str, dict[str, Any]] = {}
-    for key, value in sorted(metrics.items()):
-        if key.startswith(LM_PREFIX):
-            source, _, metric = key[len(LM_PREFIX) :].rpartition("/")
-            lm.setdefault(source, {})[metric] = float(value)
-        elif key.startswith(DOWNSTREAM_PREFIX) and key.endswith(")"):
-            task, _, label = key[len(DOWNSTREAM_PREFIX) : -1].partition(" (")
-            downstream.setdefault(task, {"primary": None, "metrics": {}})["metrics"][label] = float(
-                value
-            )
-    for task, entry in downstream.items():
+    for task, values in by_task(ordered).items():
         name = primary.get(task)
-        if name in entry["metrics"]:
-            entry["primary"] = {"name": name, "value": entry["metrics"][name]}
-    tokens = metrics.get("throughput/total tokens")
+        best = {"name": name, "value": values[name]} if name in values else None
+        downstream[task] = {"primary": best, "metrics": values}
+    tokens = metrics.get(TOTAL_TOKENS)
     return {
         "run": str(target.run.path),
         "step": target.step,
-        "tokens": int(tokens)
-        if tokens is not None
-        else target.step * target.config.derived.batch_size_tokens,
-        "lm": lm,
+        "tokens": int(tokens) if tokens is not None else target.step * plan.batch_size_tokens,
+        "lm": by_source(ordered),
         "downstream": downstream,
     }
 
 
 def merge_metrics(path: Path, metrics: dict[str, float]) -> None:
     """Update a ``metrics_step{N}.json`` with ``metrics``' eval values (other keys kept), atomically."""
-    saved: dict[str, Any] = {}
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            saved = {}
-    saved.update({k: float(v) for k, v in metrics.items() if k.startswith("eval/")})
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(saved, sort_keys=True))
-    tmp.replace(path)
+    saved = read_step_metrics(path)
+    saved.update({k: float(v) for k, v in metrics.items() if k.startswith(EVAL_PREFIX)})
+    write_atomically(path, json.dumps(saved, sort_keys=True))
