@@ -4,7 +4,7 @@
     python train.py model=olmo2_30m schedule=wsds chinchilla_multiple=4 dry_run=true
     python train.py -m model=olmo2_1m,olmo2_14m       # a sweep
 
-Compose (Hydra) -> resolve the plan once (Chinchilla resolvers) -> check the run dir and data ->
+Compose (Hydra) -> derive the plan once (the Chinchilla math) -> check the run dir and data ->
 build olmo-core pieces and train -> report held-out loss and where the checkpoint is.
 """
 
@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from olmotrain.cli import guard, user_errors
+from olmotrain.config.checks import check_group_choices, explain
 from olmotrain.console import setup_logging
-from olmotrain.plan.plan import Plan, render_table
+from olmotrain.errors import run_hydra, user_errors
+from olmotrain.plan import Plan
+from olmotrain.plan.render import render_table
 from olmotrain.train.startup import check_run, plan_run, print_plan
 
 if TYPE_CHECKING:
@@ -27,11 +29,11 @@ if TYPE_CHECKING:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-@user_errors
+@user_errors(explain)
 def main(cfg: DictConfig) -> None:
     setup_logging()
 
-    # 1. The plan, from the config alone (the resolvers run once, here).
+    # 1. The plan, from the config alone (derived once, here; saved as RUN_DIR/plan.json).
     config, plan, mode = plan_run(cfg)
     if mode is not None:
         print_plan(config, plan, mode)
@@ -48,8 +50,8 @@ def main(cfg: DictConfig) -> None:
         print(start.finished_message())
         return
     run = start.run
-    lock = run.claim(config, fresh=config.fresh)  # one writer per run dir: refused if held
-    run.record_data_files(start.data["file_sha256"])
+    lock = run.claim(config, plan, fresh=config.fresh)  # one writer per run dir: refused if held
+    run.record_data_files(start.data.file_sha256)
     print(render_table(plan), file=sys.stderr)
 
     # 3. Train with olmo-core: in this process, or one process per local device.
@@ -63,7 +65,7 @@ def main(cfg: DictConfig) -> None:
     result = TrainResult.from_run(run)
 
     # 4. What a person wants to know at the end.
-    print_summary(plan, run, result, heldout_baseline(config, start.data))
+    print_summary(plan, run, result, heldout_baseline(config, start.data.report))
 
 
 def print_summary(
@@ -97,4 +99,4 @@ def print_summary(
 
 
 if __name__ == "__main__":
-    guard(main)
+    run_hydra(main, explain, check_group_choices)

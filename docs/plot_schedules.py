@@ -13,9 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from olmotrain.config.compose import compose  # noqa: E402
-from olmotrain.plan.plan import build_plan  # noqa: E402
-from olmotrain.plan.resolvers import resolve  # noqa: E402
+from olmotrain.config.compose import compose, resolve  # noqa: E402
+from olmotrain.plan import derive_plan  # noqa: E402
 from olmotrain.plan.schedule import scheduler  # noqa: E402
 
 BASE = ["model=olmo2_30m", "chinchilla_multiple=4", "data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
@@ -25,13 +24,13 @@ def main(overrides: list[str]) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for name in ("wsds", "wsd", "cosine", "constant"):
         c = resolve(compose([*BASE, *overrides, f"schedule={name}"]))
-        plan = build_plan(c)
+        plan = derive_plan(c)
         sched = scheduler(c, plan)
         tokens = range(0, plan.duration_tokens + 1, plan.batch_size_tokens)
         lrs = [float(sched.get_lr(plan.lr, t, plan.duration_tokens)) for t in tokens]
         ax.plot([t / 1e9 for t in tokens], lrs, label=name, lw=2 if name == "wsds" else 1.2)
         if name == "wsds":
-            pts = [ck["tokens"] for ck in plan.checkpoints]
+            pts = [ck.tokens for ck in plan.checkpoints]
             ax.scatter(
                 [t / 1e9 for t in pts],
                 [float(sched.get_lr(plan.lr, t, plan.duration_tokens)) for t in pts],

@@ -31,7 +31,7 @@ BETA2_LARGE_BATCH_TOKENS = 524_288
 MAX_WARMUP_FRACTION = 0.05
 
 DEFAULT_SEQUENCE_LENGTH = 8192
-"""The plan's fixed context (seed 000): every run uses it unless its data wants shorter."""
+"""The plan's fixed context: every run uses it unless its data wants shorter."""
 
 
 def next_power_of_two(x: int) -> int:
@@ -187,8 +187,8 @@ def period_lengths(ends: list[int]) -> list[int]:
 
 
 @dataclass(frozen=True)
-class CheckpointPoint:
-    """A permanent checkpoint the schedule asks for."""
+class Checkpoint:
+    """A permanent checkpoint the schedule asks for: the one shape of a checkpoint in a plan."""
 
     tokens: int
     step: int
@@ -200,20 +200,20 @@ def checkpoint_points(
     multiples: list[float],
     batch_tokens: int,
     decay_fraction: float = 0.1,
-) -> list[CheckpointPoint]:
+) -> list[Checkpoint]:
     """Two permanent checkpoints per period: just before its decay starts and at its end.
 
     The pre-decay point is ``end - round(decay_fraction * period_length)`` (as olmo-core's WSDS
     decays); its step is the last whole step before the decay starts.
     """
-    points: list[CheckpointPoint] = []
+    points: list[Checkpoint] = []
     for i, (end, length, c) in enumerate(
         zip(ends, period_lengths(ends), multiples, strict=True), start=1
     ):
         pre = end - round(decay_fraction * length)
         label = f"{format_multiple(c)}xC"
-        points.append(CheckpointPoint(pre, pre // batch_tokens, f"period {i} {label} pre-decay"))
-        points.append(CheckpointPoint(end, end // batch_tokens, f"period {i} {label} end"))
+        points.append(Checkpoint(pre, pre // batch_tokens, f"period {i} {label} pre-decay"))
+        points.append(Checkpoint(end, end // batch_tokens, f"period {i} {label} end"))
     return points
 
 

@@ -1,7 +1,7 @@
 """Checks of what a user wrote, before Hydra or any work starts: group choices, keys, modes.
 
 Each failure is a :class:`~olmotrain.errors.UserError` naming the problem and the closest valid
-names; :mod:`olmotrain.cli` turns it into one line and exit 2.
+names; :func:`olmotrain.errors.run_hydra` turns it into one line and exit 2.
 """
 
 from __future__ import annotations

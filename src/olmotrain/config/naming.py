@@ -20,7 +20,7 @@ EXECUTION_KEYS = {
     "train.log_interval", "train.eval_interval", "train.ephemeral_checkpoint_interval",
     "train.save_checkpoints", "train.sample_prompts", "train.sample_interval",
     "train.sample_max_new_tokens", "train.export_hf",
-    "train.micro_batch_size", "derived.micro_batch_instances", "derived.max_micro_batch_tokens",
+    "train.micro_batch_size",
     "tokenizer.path", "data.num_workers", "model.attn_backend",
 }  # fmt: skip
 """Keys that may change between invocations of the same run: where and how it runs, logs and is

@@ -25,13 +25,17 @@ class ModelSchema:
     d_model: int | None = None
     """Only for ``factory: olmo2`` (the generic OLMo-2 block; the named sizes fix it)."""
     n_layers: int | None = None
+    """Transformer blocks (``null``: the factory's)."""
     n_heads: int | None = None
+    """Query heads per block (``null``: the factory's)."""
     n_kv_heads: int | None = None
     """Grouped-query attention: key/value heads (``null`` keeps multi-head attention)."""
     head_dim: int | None = None
+    """Width of each attention head (``null``: the factory's, d_model / n_heads)."""
     ffn_hidden: int | None = None
     """The SwiGLU hidden size of every block (``null``: the factory's)."""
     tie_word_embeddings: bool | None = None
+    """Share the input embedding with the output head (``null``: the factory's)."""
     sliding_window: int | None = None
     """OLMo-3 sliding-window attention: the window (tokens) of three layers in four, the last
     layer full (``null``: the factory's, 4,096 for ``olmo3_*``, none for ``olmo2_*``)."""
@@ -59,10 +63,15 @@ class TokenizerSchema:
     """The tokenizer the token files were written with (olmo-core ``TokenizerConfig`` fields)."""
 
     name: str = MISSING
+    """olmotrain's name for the tokenizer, e.g. ``gpt_neox_olmo``."""
     vocab_size: int = MISSING
+    """Token ids the tokenizer produces (the embedding is padded up from it)."""
     eos_token_id: int = MISSING
+    """The id written after every document."""
     pad_token_id: int = MISSING
+    """The padding id."""
     bos_token_id: int | None = None
+    """The beginning-of-document id, if the tokenizer has one."""
     identifier: str | None = None
     """A Hugging Face id, for olmo-core's evaluators and exports."""
     path: str | None = None
@@ -74,12 +83,15 @@ class SourceSchema:
     """One data source: token files and (later) its share of the mix."""
 
     name: str = MISSING
+    """The source's name (in the plan, in metrics and as the key of ``data.eval``)."""
     paths: list[str] = MISSING
     """Token files or globs; local or remote (s3://, gs://, http(s)://)."""
     ratio: float | None = None
     """Share of the training tokens (``null`` everywhere = natural mix: every token once)."""
     max_repetition_ratio: float = 1.0
+    """How many times the source's tokens may be repeated to meet its ratio."""
     max_source_fraction: float = 1.0
+    """The share of the source's tokens that may be used at all."""
 
 
 @dataclass
@@ -87,8 +99,11 @@ class InstanceFilterSchema:
     """olmo-core's ``InstanceFilterConfig``: mask the labels of repetitive instances (the plan's defaults)."""
 
     repetition_min_period: int = 1
+    """Shortest repeating token pattern looked for."""
     repetition_max_period: int = 13
+    """Longest repeating token pattern looked for."""
     repetition_max_count: int = 32
+    """Repeats of one pattern above which an instance's labels are masked."""
 
 
 @dataclass
@@ -96,7 +111,9 @@ class DataSchema:
     """A data mix: sources, held-out splits, loader settings."""
 
     name: str = MISSING
+    """The mix's name (in the run name and the plan); left out, the config file's name."""
     sources: list[SourceSchema] = MISSING
+    """The sources: token files and their shares of the mix."""
     eval: Any = None
     """Held-out token files per source name (``{name: [paths]}``), or ``null``. Untyped, like
     ``instance_filter``, so ``data.eval={...}`` on the command line can fill a null one; checked
@@ -113,6 +130,7 @@ class DataSchema:
     checked by ``olmotrain.data.mix.instance_filter``. Untyped because OmegaConf cannot merge a
     command-line ``{...}`` into a null container node."""
     num_workers: int = 4
+    """Data-loader worker processes per rank."""
 
 
 @dataclass
@@ -124,7 +142,9 @@ class ScheduleSchema:
     alpha_f: float = 0.1
     """Cosine: final LR as a fraction of the peak."""
     decay_min_lr: float = 0.0
+    """WSD and WSD-S: the LR each decay ends at."""
     warmup_min_lr: float = 0.0
+    """The LR warmup starts from."""
     warmup_fraction: float | None = None
     """Warmup as a fraction of the run (``anneal``: 0.01); ``null``: the law's (or
     ``train.warmup_steps`` / ``train.warmup_tokens`` when set, which always win)."""
@@ -135,6 +155,7 @@ class ClusterSchema:
     """Where the run executes."""
 
     name: str = MISSING
+    """The cluster config's name: ``local``, ``slurm`` or ``submitit_local``."""
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
     devices: int = 1
@@ -142,18 +163,25 @@ class ClusterSchema:
     started by olmotrain itself; ``slurm``: nodes x ranks per node (derived)."""
     # The keys below are read by cluster=slurm and cluster=submitit_local (see conf/cluster/).
     nodes: int = 1
+    """Nodes of a SLURM job."""
     gpus_per_node: int = 0
     """GPUs per node; ranks per node follow it (one per GPU). 0 = CPU ranks (``tasks_per_node``)."""
     tasks_per_node: int = 1
     """Ranks per node when ``gpus_per_node`` is 0 (CPU, gloo)."""
     cpus_per_task: int | None = None
+    """CPUs per rank (``null``: SLURM's default)."""
     mem_gb: int | None = None
+    """Memory per node in GB (``null``: SLURM's default)."""
     time_min: int = 60
     """The job's time limit; on reaching it the run checkpoints and requeues itself."""
     partition: str | None = None
+    """The SLURM partition (``null``: the cluster's default)."""
     account: str | None = None
+    """The SLURM account to charge."""
     qos: str | None = None
+    """The SLURM quality of service."""
     constraint: str | None = None
+    """SLURM node features the job needs (``--constraint``)."""
     setup: list[str] = field(default_factory=list)
     """Shell lines run before the job starts (module load, source a venv, ...)."""
     additional_parameters: dict[str, Any] = field(default_factory=dict)
@@ -186,8 +214,11 @@ class ParallelSchema:
     activation_checkpointing: str | None = None
     """``null`` | ``full`` | ``selected_blocks`` | ``selected_modules`` | ``selected_ops`` | ``budget``."""
     ac_block_interval: int | None = None
+    """``selected_blocks``: checkpoint every this many blocks."""
     ac_modules: list[str] | None = None
+    """``selected_modules``: the module names to checkpoint."""
     ac_memory_budget: float | None = None
+    """``budget``: the share of activation memory to keep (0 to 1)."""
     compile: bool = False
     """torch.compile the model (olmo-core skips it without CUDA)."""
     float8: bool = False
@@ -209,6 +240,7 @@ class TrainSchema:
     lr: float | None = None
     """Peak learning rate; ``null`` = the Chinchilla law (times ``lr_multiplier``)."""
     lr_multiplier: float = 1.0
+    """Scales the peak LR, the law's or ``train.lr``."""
     betas: list[float] | None = None
     """AdamW (beta1, beta2); ``null`` = the law's (beta2 from the batch size)."""
     eps: float = 1e-8
@@ -218,14 +250,19 @@ class TrainSchema:
     warmup_tokens: int | None = None
     """Warmup length in tokens (``warmup_steps`` wins when both are set)."""
     tokens_per_param: float = 20.0
+    """Chinchilla tokens per parameter: 1 x Chinchilla is this x N tokens."""
     decay_fraction: float = 0.1
+    """WSD and WSD-S: each decay's share of its period."""
     weight_decay: float = 0.1
+    """AdamW weight decay (none on embeddings)."""
     max_grad_norm: float = 1.0
+    """Gradient clipping: the largest global gradient norm."""
     ephemeral_checkpoint_interval: int = 250
     """Steps between ephemeral (latest-only) checkpoints, for resuming after a crash."""
     save_checkpoints: bool = True
     """``false``: no checkpoints at all (throughput benchmarks; such a run cannot resume)."""
     log_interval: int = 1
+    """Steps between progress lines and ``metrics.jsonl`` records."""
     eval_interval: int | None = None
     """The default of ``eval.interval`` (kept for older commands)."""
     init_from: str | None = None
@@ -236,37 +273,9 @@ class TrainSchema:
     sample_interval: int | None = None
     """Steps between samples; ``null``: at every permanent checkpoint and the end."""
     sample_max_new_tokens: int = 32
+    """Tokens generated per sample prompt."""
     export_hf: bool = False
     """Export every permanent checkpoint to ``RUN/hf/stepN`` as it is saved (with the parity check)."""
-
-
-@dataclass
-class CheckpointSchema:
-    """A permanent checkpoint the schedule asks for."""
-
-    tokens: int = MISSING
-    step: int = MISSING
-    label: str = MISSING
-
-
-@dataclass
-class DerivedSchema:
-    """Filled by olmotrain's resolvers (``olmotrain.*``) from the model as configured. Read-only."""
-
-    num_params: int = MISSING
-    num_non_embedding_params: int = MISSING
-    target_batch_tokens: int = MISSING
-    batch_size_tokens: int = MISSING
-    max_micro_batch_tokens: int = MISSING
-    micro_batch_instances: int = MISSING
-    lr: float = MISSING
-    betas: list[float] = MISSING
-    duration_tokens: int = MISSING
-    max_steps: int = MISSING
-    warmup_tokens: int = MISSING
-    period_multiples: list[float] = MISSING
-    period_ends: list[int] = MISSING
-    checkpoints: list[CheckpointSchema] = MISSING
 
 
 @dataclass
@@ -286,13 +295,17 @@ class WandbSchema:
     """Weights & Biases: offline by itself without ``WANDB_API_KEY``, online with one."""
 
     enabled: bool = False
+    """Log the run to Weights & Biases."""
     project: str = "olmotrain"
+    """The W&B project."""
     entity: str | None = None
+    """The W&B entity (team or user; ``null``: the key's default)."""
     group: str | None = None
     """Default: the sweep's name for a sweep point, else none."""
     name: str | None = None
     """Default: the run name."""
     tags: list[str] = field(default_factory=list)
+    """W&B tags of the run."""
 
 
 @dataclass
@@ -306,13 +319,16 @@ class RunSchema:
     cluster: ClusterSchema = field(default_factory=ClusterSchema)
     parallel: ParallelSchema = field(default_factory=ParallelSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
-    derived: DerivedSchema = field(default_factory=DerivedSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
     chinchilla_multiple: float = 1.0
+    """Train for this many Chinchilla-optimal durations (``tokens_per_param`` x N)."""
     seed: int = 42
+    """Model initialization and data order."""
     run_name: str = MISSING
+    """The run dir's name under ``output_root`` (default: model-data-schedule-cX-sSEED)."""
     output_root: str = "runs"
+    """Where run dirs go: ``${output_root}/${run_name}``."""
     data_root: str = "data"
     """Where built datasets live (env OLMOTRAIN_DATA_ROOT)."""
     dry_run: Any = False

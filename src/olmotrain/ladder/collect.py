@@ -10,13 +10,12 @@ column per metric as olmo-core names it (``train/CE loss``, ``eval/lm/<source>/C
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from olmotrain.errors import UserError
 from olmotrain.ladder.ladder import Ladder
-from olmotrain.plan.plan import build_plan
+from olmotrain.metrics import TOTAL_TOKENS, read_step_metrics
 
 FIXED_COLUMNS = [
     "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops",
@@ -36,9 +35,9 @@ def collect(ladder: Ladder):
         for ck in ladder.get_checkpoints(point.size, point.mix, point.seed):
             if ck.metrics_path is None or not ck.exists:
                 continue
-            plan = plan or build_plan(ladder.run_config(point))
-            metrics = json.loads(ck.metrics_path.read_text())
-            tokens = int(metrics.get("throughput/total tokens", ck.tokens))
+            plan = plan or ladder.plan(point)
+            metrics = read_step_metrics(ck.metrics_path)
+            tokens = int(metrics.get(TOTAL_TOKENS, ck.tokens))
             rows.append(
                 {
                     "size": point.size,

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from olmotrain.config.checks import compose_checked
-from olmotrain.config.compose import load_run_config
+from olmotrain.config.compose import load_run_config, resolve
 from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
 from olmotrain.ladder.config import LadderConfig, load_ladder
 from olmotrain.launch.sweep import point_names, quote
-from olmotrain.plan.plan import Plan, build_plan
-from olmotrain.plan.resolvers import resolve
+from olmotrain.metrics import read_step_metrics, step_metrics_file
+from olmotrain.plan import Plan, derive_plan
+from olmotrain.train.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -127,15 +128,19 @@ class Ladder:
             return load_run_config(saved)
         return resolve(compose_checked(self.overrides(point)))
 
+    def plan(self, point: Point) -> Plan:
+        """The point's plan: its ``plan.json`` once it ran, else derived now (nothing is written)."""
+        if (point.run_dir / "config.yaml").exists():
+            return RunDir(point.run_dir).plan()
+        return derive_plan(resolve(compose_checked(self.overrides(point))))
+
     def dry_run(self, size: str, mix: str, seed: int | None = None) -> Plan:
         """The plan of one point (nothing is written)."""
-        return build_plan(resolve(compose_checked(self.overrides(self.point(size, mix, seed)))))
+        return derive_plan(resolve(compose_checked(self.overrides(self.point(size, mix, seed)))))
 
     def get_num_params(self, size: str) -> int:
         """N of ``size``: olmo-core's non-embedding parameters (the untied head included)."""
-        return int(
-            self.run_config(self.point(size, self.config.mixes[0])).derived.num_non_embedding_params
-        )
+        return self.plan(self.point(size, self.config.mixes[0])).num_non_embedding_params
 
     def get_checkpoints(
         self, size: str, mix: str, seed: int | None = None
@@ -145,14 +150,14 @@ class Ladder:
         from olmo_core.train.checkpoint import Checkpointer
 
         point = self.point(size, mix, seed)
-        config = self.run_config(point)
-        batch = config.derived.batch_size_tokens
+        plan = self.plan(point)
+        batch = plan.batch_size_tokens
         wanted = [(0, "initialization")]
-        wanted += [(ck.step, ck.label) for ck in config.derived.checkpoints if ck.step > 0]
+        wanted += [(ck.step, ck.label) for ck in plan.checkpoints if ck.step > 0]
         out = []
         for step, label in sorted(dict(reversed(wanted)).items()):
             path = point.run_dir / "checkpoints" / f"step{step}"
-            metrics = path.parent / f"metrics_step{step}.json"
+            metrics = path.parent / step_metrics_file(step)
             out.append(
                 RunCheckpointInfo(
                     name=label,
@@ -175,7 +180,7 @@ class Ladder:
         for ck in self.get_checkpoints(size, mix, seed):
             if ck.metrics_path is None:
                 continue
-            values = json.loads(ck.metrics_path.read_text())
+            values = read_step_metrics(ck.metrics_path)
             if prefix is not None:
                 values = {k: v for k, v in values.items() if k.startswith(prefix)}
             rows.append({"name": ck.name, "step": ck.step, "tokens": ck.tokens, **values})
@@ -213,7 +218,7 @@ class Ladder:
         tokens/s (median over the steps after the fifth) and MFU (GPUs) per size."""
         from statistics import median
 
-        from olmotrain.train.rundir import read_metrics
+        from olmotrain.metrics import MFU, TPS, read_metrics_log
 
         results = []
         root = (
@@ -232,10 +237,12 @@ class Ladder:
             if proc.returncode:
                 tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
                 raise UserError(f"benchmark of {size} failed (exit {proc.returncode}): {tail}")
-            records = read_metrics(root / size / "metrics.jsonl")
-            tps = [r["tokens_per_s"] for r in records if r["step"] > 5 and "tokens_per_s" in r]
-            mfu = [r["mfu"] for r in records if r["step"] > 5 and "mfu" in r]
-            plan = build_plan(load_run_config(root / size / "config.yaml"))
+            records = [
+                r for r in read_metrics_log(RunDir(root / size).metrics_path) if r["step"] > 5
+            ]
+            tps = [r[TPS] for r in records if TPS in r]
+            mfu = [r[MFU] for r in records if MFU in r]
+            plan = RunDir(root / size).plan()
             results.append(
                 {
                     "size": size,

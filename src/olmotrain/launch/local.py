@@ -125,13 +125,12 @@ def stop_ranks(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
 def rank_main(run_dir: Path) -> None:
     """One rank: train the frozen config of ``run_dir``."""
     from olmotrain.console import setup_logging
-    from olmotrain.plan.plan import build_plan
     from olmotrain.train.rundir import RunDir
     from olmotrain.train.trainer import train
 
     setup_logging()
-    config = load_run_config(run_dir / "config.yaml")
-    train(config, build_plan(config), RunDir(run_dir))
+    run = RunDir(run_dir)
+    train(load_run_config(run.config_path), run.plan(), run)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -34,13 +33,14 @@ from typing import Any
 from olmotrain.config.schema import ClusterSchema, RunConfig
 from olmotrain.console import setup_logging
 from olmotrain.errors import UserError
-from olmotrain.launch.jobs import live_jobs, record_job, slurm_states
+from olmotrain.launch import compat
+from olmotrain.launch.jobs import live_jobs, record_job
 from olmotrain.launch.rendezvous import wait_for_master
 from olmotrain.launch.status import render, run_status
 from olmotrain.launch.sweep import name_points, record_sweep
 from olmotrain.model.parallel import check_devices
-from olmotrain.plan.plan import build_plan
-from olmotrain.train.lock import ALIVE, Holder, RunLock
+from olmotrain.squeue import squeue
+from olmotrain.train.lock import Holder, RunLock
 from olmotrain.train.rundir import RunDir
 from olmotrain.train.startup import check_run, plan_run, print_plan
 
@@ -74,9 +74,10 @@ class ClusterJob:
             "olmotrain job %s: rank %d/%d on %s, code %s",
             job.job_id, env.rank, env.world_size, job.hostname, Path(__file__).parents[1],
         )  # fmt: skip
-        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler
+        requeue = compat.requeue_handler()  # submitit's checkpoint-and-requeue handler
         preemption = PreemptionCallback()
-        run, plan = RunDir(Path(self.run_dir)), build_plan(self.config)
+        run = RunDir(Path(self.run_dir))
+        plan = run.plan()  # written at submission, beside the frozen config
         if env.rank != 0:  # bounded: a node that cannot reach the first one says so
             wait_for_master(
                 env.master_addr, env.master_port, self.config.cluster.rendezvous_timeout_s, env.rank
@@ -90,10 +91,11 @@ class ClusterJob:
             train(self.config, plan, run, callbacks={"preemption": preemption})
             step = run.latest_step() or 0
             if step < plan.max_steps and preemption.signaled:
-                if env.rank == 0 and callable(requeue):
+                if env.rank == 0 and requeue is not None:
                     log.info("checkpoint saved at step %d; requeueing", step)
                     requeued = True  # the requeued job is the same owner: it keeps the lock
-                    requeue(signal.SIGUSR2, None)  # pickles self.checkpoint(), requeues, exits
+                    # Pickles self.checkpoint(), requeues the job, exits this process.
+                    requeue(compat.REQUEUE_SIGNAL, None)
                 return f"preempted at step {step}"
             return f"step {step}/{plan.max_steps}"
         finally:
@@ -270,12 +272,8 @@ def executor_params(
         if k not in ("submitit_folder", "max_num_timeout", "_target_")
     }
     params.update({k: v for k, v in ours.items() if v is not None or k not in params})
-    from dataclasses import fields
-
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
     # Keys every submitit executor takes go unprefixed, as hydra-submitit-launcher does.
-    generic = {f.name for f in fields(BaseQueueConf)}
+    generic = compat.submitit_queue_keys()
     slurm_only = {"partition", "account", "qos", "constraint", "signal_delay_s", "setup", "additional_parameters"}  # fmt: skip
     return {
         k if k in generic else f"{'slurm' if k in slurm_only else executor}_{k}": v
@@ -304,8 +302,7 @@ def make_executor(
 
 def sbatch_script(ex: Any) -> str:
     """The sbatch script ``ex`` would submit (submitit writes it the same way)."""
-    inner = ex._executor  # submitit has no public preview of its script
-    return inner._make_submission_file_text(inner._submitit_command_str, "preview")
+    return compat.sbatch_preview(ex)
 
 
 @contextlib.contextmanager
@@ -323,9 +320,9 @@ def _pythonpath_first(path: Path):
 
 def submit(launcher_params: dict[str, Any], start: Any, executor: str) -> Any:
     """Claim the run dir, snapshot the code and submit the run; records the job in ``jobs.jsonl``."""
-    lock = start.run.claim(start.config, fresh=start.config.fresh)
+    lock = start.run.claim(start.config, start.plan, fresh=start.config.fresh)
     try:
-        start.run.record_data_files(start.data["file_sha256"])
+        start.run.record_data_files(start.data.file_sha256)
         code = start.run.path / "code"
         digest = snapshot_code(code)
         ex = make_executor(launcher_params, start.config, start.run.path, executor)
@@ -358,9 +355,7 @@ def _compose(launcher: Any, overrides: Sequence[str], idx: int) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
-    config = launcher.hydra_context.config_loader.load_sweep_config(
-        launcher.config, list(overrides)
-    )
+    config = compat.load_sweep_config(launcher, overrides)
     with open_dict(config):
         config.hydra.job.id = f"point{idx}"
         config.hydra.job.num = idx
@@ -374,14 +369,15 @@ def _compose(launcher: Any, overrides: Sequence[str], idx: int) -> Any:
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
     """Check every point, then submit one job per unfinished point; see the module docstring."""
     setup_logging()
-    executor = launcher._EXECUTOR  # "slurm" or "local"
+    executor = compat.submitit_executor(launcher)  # "slurm" or "local"
+    params = compat.launcher_params(launcher)
     points = name_points(launcher.config, job_overrides)
     checked, dry, found = [], False, None
     for idx, overrides in enumerate(points, initial_job_idx):
         config, plan, mode = plan_run(_compose(launcher, overrides, idx))
         if mode is not None:
             dry = True
-            _print_dry_run(launcher.params, config, plan, mode, executor)
+            _print_dry_run(params, config, plan, mode, executor)
             continue
         if executor == "slurm" and found is None:
             found = read_partitions()  # once per sweep
@@ -411,7 +407,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             returns.append(_job_return(overrides, f"job {job_id}"))
             continue
         step = start.run.latest_step()
-        job = submit(launcher.params, start, executor)
+        job = submit(params, start, executor)
         jobs.append((start, job))
         resume = f", resumes from step {step}" if step else ""
         print(f"olmotrain: {name}: submitted job {job.job_id}{resume} -> {start.run.path}")
@@ -459,7 +455,7 @@ def wait_for(jobs: list, executor: str, poll_s: float = 2.0) -> None:
             job.wait()
     else:
         ids = [str(job.job_id) for _, job in jobs]
-        while any(s in ALIVE for s, _, _ in slurm_states(ids).values()):
+        while any(job.alive for job in squeue(ids) or []):
             time.sleep(poll_s)
     rows = [run_status(start.run.path, {}) for start, _ in jobs]
     print(render(rows, Path.cwd()), flush=True)

@@ -1,27 +1,22 @@
-"""``python -m olmotrain.status DIR``: where each run of a sweep (or one run) stands.
+"""Where each run under a directory stands: the parts of ``olmotrain status``.
 
-For every run dir under DIR: its state (queued / running / done / failed from SLURM where it
-knows the job, else from the run dir), step/total, last train loss, latest checkpoint, job id; and
-the log tail of each failed run. ``--json`` prints one JSON object per run instead.
-
-    python -m olmotrain.status runs/sweeps/model=olmo2_1m,olmo2_14m
+For every run dir under a directory: its state (queued / running / done / failed from SLURM
+where it knows the job, else from the run dir), step/total, last train loss, latest checkpoint,
+job id; and the log tail of each failed run. The command itself is :mod:`olmotrain.status`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from olmotrain.config.compose import load_run_config
-from olmotrain.console import setup_logging
-from olmotrain.errors import UserError, run_command
-from olmotrain.launch.jobs import last_job, run_job_state, slurm_states
-from olmotrain.train.lock import QUEUED, RUNNING
-from olmotrain.train.rundir import RunDir, read_metrics
+from olmotrain.errors import UserError
+from olmotrain.launch.jobs import last_job, run_job, slurm_jobs
+from olmotrain.metrics import TRAIN_LOSS, last_value, read_metrics_log
+from olmotrain.squeue import QUEUED, RUNNING, Job
+from olmotrain.train.rundir import RunDir
 
 SKIP_DIRS = {"checkpoints", "work", "code", "slurm"}
 """Parts of a run dir, never run dirs themselves."""
@@ -77,18 +72,16 @@ def _tail(path: Path, lines: int) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
-def run_status(
-    path: Path, slurm: dict[str, tuple[str, str, str]], tail_lines: int = 15
-) -> RunStatus:
-    """The status of the run in ``path`` (``slurm``: job states from :func:`slurm_states`)."""
+def run_status(path: Path, slurm: dict[str, Job], tail_lines: int = 15) -> RunStatus:
+    """The status of the run in ``path`` (``slurm``: SLURM's rows from :func:`slurm_jobs`)."""
     run = RunDir(path)
     try:
-        max_steps: int | None = load_run_config(run.config_path).derived.max_steps
+        max_steps: int | None = run.plan().max_steps
     except UserError:
         max_steps = None
-    records = read_metrics(run.metrics_path)
+    records = read_metrics_log(run.metrics_path)  # any olmotrain's names (old run dirs too)
     step = records[-1]["step"] if records else None
-    loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
+    loss = last_value(records, TRAIN_LOSS)
     ckpt_step = run.latest_step()
     checkpoint = str(run.checkpoints / f"step{ckpt_step}") if ckpt_step is not None else None
     job = last_job(run)
@@ -99,9 +92,9 @@ def run_status(
     if ckpt_step is not None and max_steps is not None and ckpt_step >= max_steps:
         status.state = "done"
         return status
-    known = run_job_state(run, job, slurm) if job and job["cluster"] == "slurm" else None
+    known = run_job(run, job, slurm) if job and job["cluster"] == "slurm" else None
     if known is not None:
-        state, reason = known
+        state, reason = known.state, known.reason
         if state in QUEUED:
             status.state, status.detail = "queued", reason if reason != "None" else ""
             return status
@@ -143,7 +136,7 @@ def statuses(root: Path, tail_lines: int = 15) -> list[RunStatus]:
     """The status of every run under ``root`` (one ``squeue`` call for all of them)."""
     runs = find_runs(root)
     jobs = [j for j in (last_job(RunDir(p)) for p in runs) if j and j["cluster"] == "slurm"]
-    slurm = slurm_states([j["job_id"] for j in jobs])
+    slurm = slurm_jobs([j["job_id"] for j in jobs])
     return [run_status(p, slurm, tail_lines) for p in runs]
 
 
@@ -176,32 +169,3 @@ def render(rows: list[RunStatus], root: Path) -> str:
             lines.append(f"\n--- {rel(r.run_dir)} failed{slurm}; last lines of {r.log}:")
             lines += [f"    {line}" for line in r.log_tail] or ["    (no log)"]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m olmotrain.status", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("dir", type=Path, help="a sweep dir, a run dir, or an output root")
-    parser.add_argument("--json", action="store_true", help="one JSON object per run")
-    parser.add_argument("--lines", type=int, default=15, help="log lines shown per failed run")
-    args = parser.parse_args(argv)
-    setup_logging()
-    root = args.dir.resolve()
-    if not root.is_dir():
-        raise UserError(f"{args.dir} is not a directory")
-    rows = statuses(root, args.lines)
-    if not rows:
-        raise UserError(
-            f"no run dirs under {args.dir} (a run dir holds config.yaml and metrics.jsonl, checkpoints/ or jobs.jsonl)"
-        )
-    if args.json:
-        for r in rows:
-            print(json.dumps(asdict(r)))
-    else:
-        print(render(rows, root))
-    return 0
-
-
-if __name__ == "__main__":
-    run_command(main)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from olmotrain.config.schema import ModelSchema
 from olmotrain.errors import UserError
-from olmotrain.model.lws import SCALAR_KEYS, apply_lws
+from olmotrain.model.lws import SCALAR_KEYS, LayerShape, apply_lws, output_scales
 
 if TYPE_CHECKING:
     from olmo_core.nn.transformer import TransformerConfig
@@ -122,6 +122,25 @@ def transformer_config(
     if lws is not None:
         config = apply_lws(config, lws)
     return config
+
+
+def layer_shapes_of(config: TransformerConfig, model: ModelSchema) -> list[LayerShape]:
+    """Per layer, as olmo-core will build ``config`` (``model``'s): heads, kv heads, head dim,
+    FFN hidden size, and the output projections' init scale (layer-wise scaling)."""
+    scales = output_scales(config.n_layers, lws_settings(model))
+    shapes = []
+    for block, scale in zip(config.resolved_block_configs, scales, strict=True):
+        attn = block.sequence_mixer
+        shapes.append(
+            LayerShape(
+                n_heads=attn.n_heads,
+                n_kv_heads=attn.n_kv_heads or attn.n_heads,
+                head_dim=attn.head_dim or config.d_model // attn.n_heads,
+                ffn_hidden=block.feed_forward.hidden_size,
+                output_scale=scale,
+            )
+        )
+    return shapes
 
 
 def _sliding_window(window: int) -> Any:

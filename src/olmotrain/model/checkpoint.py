@@ -78,11 +78,6 @@ class InitSource:
     """``olmo-core`` or ``hf``."""
     path: Path
 
-    @classmethod
-    def from_plan(cls, planned: dict[str, str]) -> InitSource:
-        """The source as the plan recorded it (``Plan.init_from``)."""
-        return cls(planned["kind"], Path(planned["path"]))
-
     def describe(self) -> str:
         what = "olmo-core checkpoint" if self.kind == "olmo-core" else "Hugging Face model"
         return f"{what} {self.path}"

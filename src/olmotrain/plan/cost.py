@@ -11,7 +11,7 @@ on the 2-core machine), so its MFU is 1.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from olmotrain.errors import UserError
 
@@ -41,9 +41,6 @@ class Estimate:
     disk_bytes: int
     assumed: str | None = None
     """Why the device type was assumed, when it was."""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def local_device_type() -> tuple[str, str | None]:

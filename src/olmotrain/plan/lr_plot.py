@@ -50,7 +50,7 @@ def plot_lr_schedule(c: RunConfig, plan) -> Path:
         step = end // plan.batch_size_tokens
         ax.axvline(step, color="grey", ls=":", lw=0.8)
         ax.text(step, plan.lr * 1.03, f"{format_multiple(multiple)}xC", ha="right", fontsize=8)
-    cks = [ck["step"] for ck in plan.checkpoints]
+    cks = [ck.step for ck in plan.checkpoints]
     ax.scatter(cks, [by_step[s] for s in cks], color="black", s=16, zorder=5,
                label="permanent checkpoints")  # fmt: skip
     ax.set_xlabel("step")

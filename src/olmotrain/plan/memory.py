@@ -21,8 +21,9 @@ Validated on CPU (2 cores): olmo2_190m (8k vocab, 2.0 GB of model state) at micr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+
+from olmotrain.model.lws import LayerShape
 
 GIB = 2**30
 
@@ -51,12 +52,9 @@ class MemoryEstimate:
     runtime: int
     total: int
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
 
 def activation_bytes_per_token(
-    layers: list[dict[str, int]],
+    layers: list[LayerShape],
     d_model: int,
     padded_vocab: int,
     sequence_length: int,
@@ -70,11 +68,11 @@ def activation_bytes_per_token(
     act = 4 if device == "cpu" else 2
     per_layer = []
     for shape in layers:
-        q = shape["n_heads"] * shape["head_dim"]
-        kv = shape["n_kv_heads"] * shape["head_dim"]
-        elements = 6 * d_model + 4 * q + 4 * kv + 4 * shape["ffn_hidden"]
+        q = shape.n_heads * shape.head_dim
+        kv = shape.n_kv_heads * shape.head_dim
+        elements = 6 * d_model + 4 * q + 4 * kv + 4 * shape.ffn_hidden
         if device == "cpu":  # the math kernel keeps the softmax probabilities
-            elements += shape["n_heads"] * sequence_length
+            elements += shape.n_heads * sequence_length
         per_layer.append(elements * act)
     full = sum(per_layer)
     if ac_mode == "full":
@@ -97,7 +95,7 @@ def activation_bytes_per_token(
 def memory_estimate(
     *,
     num_params: int,
-    layers: list[dict[str, int]],
+    layers: list[LayerShape],
     d_model: int,
     padded_vocab: int,
     sequence_length: int,
@@ -143,16 +141,27 @@ def memory_estimate(
     return MemoryEstimate(params, grads, optimizer, activations, buffers, runtime, total)
 
 
-def _block_params(shape: dict[str, int], d_model: int) -> int:
-    q = shape["n_heads"] * shape["head_dim"]
-    kv = shape["n_kv_heads"] * shape["head_dim"]
-    return d_model * (q + 2 * kv) + q * d_model + 3 * d_model * shape["ffn_hidden"]
+def _block_params(shape: LayerShape, d_model: int) -> int:
+    q = shape.n_heads * shape.head_dim
+    kv = shape.n_kv_heads * shape.head_dim
+    return d_model * (q + 2 * kv) + q * d_model + 3 * d_model * shape.ffn_hidden
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Whether the memory estimate fits one device, and what would make it fit."""
+
+    fits: bool
+    capacity: int
+    """Bytes of one device (for CPU, this machine's RAM)."""
+    would_fit_with: list[str]
+    """Settings that would fit, e.g. ``train.micro_batch_size=1``."""
 
 
 def fit_advice(
     estimate: MemoryEstimate, capacity: int, variants: dict[str, MemoryEstimate]
-) -> dict[str, Any]:
+) -> MemoryFit:
     """Whether ``estimate`` fits ``capacity`` bytes, and which of ``variants`` (what would change:
     a smaller micro-batch, activation checkpointing, more devices) would."""
     fixes = [name for name, v in variants.items() if v.total <= capacity]
-    return {"fits": estimate.total <= capacity, "capacity": capacity, "would_fit_with": fixes}
+    return MemoryFit(estimate.total <= capacity, capacity, fixes)

@@ -48,7 +48,7 @@ def sampled_lrs(c: RunConfig, plan, points: int = 2000) -> list[tuple[int, int, 
     sched = scheduler(c, plan)
     stride = max(1, plan.max_steps // points)
     steps = sorted({*range(0, plan.max_steps + 1, stride), plan.max_steps})
-    steps += [ck["step"] for ck in plan.checkpoints if ck["step"] not in steps]
+    steps += [ck.step for ck in plan.checkpoints if ck.step not in steps]
     out = []
     for step in sorted(set(steps)):
         tokens = step * plan.batch_size_tokens

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,20 @@ from typing import Any
 import yaml
 from omegaconf.errors import OmegaConfBaseException
 
-from olmotrain.config.compose import from_dict, save_run_config, to_dict
+from olmotrain.config.compose import (
+    LEGACY_DERIVED,
+    from_dict,
+    load_run_config,
+    save_run_config,
+    to_dict,
+)
 from olmotrain.config.naming import EXECUTION_KEYS
 from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
+from olmotrain.metrics import METRICS_LOG, step_metrics_file
 from olmotrain.model.checkpoint import checkpoint_problem, checkpoint_steps
-from olmotrain.paths import write_atomically
+from olmotrain.paths import move_aside, write_atomically
+from olmotrain.plan import Plan, derive_plan, load_plan, save_plan
 from olmotrain.train.lock import LOCK_FILES, Holder, RunLock
 
 log = logging.getLogger("olmotrain")
@@ -46,30 +53,18 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every training-relevant setting that differs.
 
-    Settings come first; ``derived.*`` (their consequences) only when no setting differs.
+    Only settings count: what follows from them is the plan's. (Run dirs of olmotrain before
+    ``plan.json`` froze those numbers in their config under ``derived:``; they are ignored.)
     """
     a, b = _flatten(saved), _flatten(new)
     keys = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
-    settings = [k for k in keys if not k.startswith("derived.")]
-    return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in (settings or keys)]
+    settings = [k for k in keys if not k.startswith(f"{LEGACY_DERIVED}.")]
+    return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in settings]
 
 
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` (a torn last line, from a kill, is ignored)."""
-    records = []
-    if not path.exists():
-        return records
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
 
 
 @dataclass
@@ -82,13 +77,19 @@ class RunDir:
     def config_path(self) -> Path:
         return self.path / "config.yaml"
 
+    def plan(self) -> Plan:
+        """The run's plan: its ``plan.json``, or, for a run dir written before plans were saved,
+        derived again from its ``config.yaml``. Raises ``UserError`` when neither reads."""
+        return load_plan(self.path) or derive_plan(load_run_config(self.config_path))
+
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        """The run's ``metrics.jsonl`` (read it with :func:`olmotrain.metrics.read_metrics_log`)."""
+        return self.path / METRICS_LOG
 
     def wandb_id(self) -> str:
         """This run's W&B run id, made once and kept in ``wandb_id`` (a fresh run gets a new one)."""
@@ -96,9 +97,7 @@ class RunDir:
         if not path.exists():
             import uuid
 
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(uuid.uuid4().hex[:16])
-            tmp.replace(path)
+            write_atomically(path, uuid.uuid4().hex[:16])
         return path.read_text().strip()
 
     def latest_step(self) -> int | None:
@@ -136,10 +135,7 @@ class RunDir:
     def set_aside(self, step: int, why: str) -> Path:
         """Rename checkpoint ``stepN`` to ``stepN.<why>-<time>`` (out of olmo-core's sight;
         nothing is deleted); the new path."""
-        path = self.checkpoints / f"step{step}"
-        aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
-        path.rename(aside)
-        return aside
+        return move_aside(self.checkpoints / f"step{step}", why)
 
     def set_aside_broken_checkpoints(self) -> int | None:
         """Before resuming (rank 0): set aside the checkpoints that cannot be resumed, one line
@@ -161,8 +157,8 @@ class RunDir:
         return self.checkpoints / "tokenizer"
 
     def save_tokenizer(self, path: str | None) -> None:
-        """Copy the run's local ``tokenizer.json`` to :attr:`tokenizer_dir` (rank 0; once)."""
-        if not path or not Path(path).is_file() or os.environ.get("RANK", "0") != "0":
+        """Copy the run's local ``tokenizer.json`` to :attr:`tokenizer_dir` (once; rank 0 calls)."""
+        if not path or not Path(path).is_file():
             return
         target = self.tokenizer_dir / "tokenizer.json"
         if not target.exists():
@@ -229,25 +225,23 @@ class RunDir:
         return False
 
     def claim(
-        self, config: RunConfig, fresh: bool = False, holder: Holder | None = None
+        self, config: RunConfig, plan: Plan, fresh: bool = False, holder: Holder | None = None
     ) -> RunLock:
         """Take this dir's owner lock (:mod:`olmotrain.train.lock`), then make it hold ``config``'s
-        run (see :meth:`check`); ``fresh`` renames a dir holding a different run to
+        run (see :meth:`check`) and its ``plan`` (``plan.json``); ``fresh`` renames a dir holding a different run to
         ``<name>.replaced-<time>`` first (nothing is deleted). The caller releases the lock."""
         holder = holder or Holder.this_process()
         lock = RunLock(self.path)
         lock.acquire(holder)  # refused here, before anything of the run is written
         try:
             if self.check(config, fresh):  # checked again: now nobody else can change it
-                aside = self.path.with_name(
-                    f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-                )
                 lock.release()
-                self.path.rename(aside)
+                move_aside(self.path, "replaced")
                 lock.acquire(holder)
             # The same run may come back with other devices or log settings: record the latest,
             # which is also what launched ranks read.
             save_run_config(config, self.config_path)
+            save_plan(plan, self.path)
         except BaseException:
             lock.release()
             raise
@@ -261,3 +255,48 @@ def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return to_dict(from_dict(saved))
     except (OmegaConfBaseException, TypeError, ValueError):
         return saved
+
+
+@dataclass
+class RunCheckpoint:
+    """One complete checkpoint of a run (``RUN/checkpoints/stepN``) and the run's config."""
+
+    run: RunDir
+    step: int
+    config: RunConfig
+
+    @property
+    def path(self) -> Path:
+        return self.run.checkpoints / f"step{self.step}"
+
+    @property
+    def metrics_path(self) -> Path:
+        """The checkpoint's ``metrics_step{N}.json``."""
+        return self.run.checkpoints / step_metrics_file(self.step)
+
+
+def find_checkpoint(path: Path, step: int | None = None) -> RunCheckpoint:
+    """The checkpoint that a run dir (at ``step``, default: its latest complete checkpoint) or
+    ``RUN_DIR/checkpoints/stepN`` names, as evaluate, export and generate take it; one clear
+    ``UserError`` for anything else, before any model is loaded."""
+    path = path.resolve()
+    named = re.fullmatch(r"step(\d+)", path.name)
+    if named and path.parent.name == "checkpoints":
+        if step is not None and step != int(named.group(1)):
+            raise UserError(f"{path} is the checkpoint of step {named.group(1)}, not --step {step}")
+        run, step = RunDir(path.parent.parent), int(named.group(1))
+    else:
+        run = RunDir(path)
+    if not run.path.is_dir():
+        raise UserError(f"{path} is not a run dir or a checkpoint (RUN_DIR/checkpoints/stepN)")
+    if not run.config_path.exists():
+        raise UserError(f"{run.path} holds no config.yaml: not an olmotrain run dir")
+    steps = checkpoint_steps(run.checkpoints) if run.checkpoints.is_dir() else []
+    if not steps:
+        raise UserError(f"{run.path} has no complete checkpoint yet; train it first")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        shown = ", ".join(map(str, steps[-12:]))
+        raise UserError(f"{run.path} has no checkpoint at step {step}; it has steps {shown}")
+    return RunCheckpoint(run, step, load_run_config(run.config_path))

@@ -1,6 +1,6 @@
 """Start-up: everything checked before a run trains or is submitted, in the order a user needs.
 
-The config becomes a plan (the resolvers run once); then the devices, the output paths, the data
+The config becomes a plan (:func:`olmotrain.plan.derive_plan`, once); then the devices, the output paths, the data
 (built first when it is the embedded dataset and missing) and the run dir are checked, all
 before any model is built or job submitted. ``train.py`` and the SLURM launcher share these
 steps; only where the ranks run differs.
@@ -16,15 +16,16 @@ from typing import Any
 from omegaconf import DictConfig
 
 from olmotrain.config.checks import check_known_keys, dry_run_mode
+from olmotrain.config.compose import complete, resolve
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.embedded import build_embedded
-from olmotrain.data.mix import check_data, data_report
+from olmotrain.data.mix import CheckedData, check_data, data_report
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.model.parallel import attention_backend, check_devices, check_parallel, device_type
 from olmotrain.paths import check_writable
-from olmotrain.plan.plan import Plan, build_plan, render_table
-from olmotrain.plan.resolvers import resolve
+from olmotrain.plan import Plan, derive_plan
+from olmotrain.plan.render import render_table
 from olmotrain.train.rundir import RunDir
 
 log = logging.getLogger("olmotrain")
@@ -37,7 +38,7 @@ class Startup:
     config: RunConfig
     plan: Plan
     run: RunDir
-    data: dict[str, Any]
+    data: CheckedData
     finished_step: int | None
     """The step a finished run stopped at (``None`` while there is training left)."""
 
@@ -53,9 +54,10 @@ class Startup:
 def plan_run(cfg: DictConfig) -> tuple[RunConfig, Plan, str | None]:
     """The resolved config, its plan, and the dry-run mode (``None``, ``table`` or ``json``)."""
     check_known_keys(cfg)
+    complete(cfg)
     mode = dry_run_mode(cfg.dry_run)
     config = resolve(cfg)
-    return config, build_plan(config), mode
+    return config, derive_plan(config), mode
 
 
 def print_plan(
@@ -71,23 +73,19 @@ def print_plan(
     png = plot_lr_schedule(config, plan)
     line = f"lr schedule plot  {png}"
     if mode == "json":
-        print(
-            json.dumps(
-                {**json.loads(plan.to_json()), "lr_schedule_plot": str(png), **(extra or {})}
-            )
-        )
+        print(json.dumps({**plan.to_dict(), "lr_schedule_plot": str(png), **(extra or {})}))
         print(line, file=sys.stderr)
     else:
         print(render_table(plan))
         print(f"\n{line}")
 
 
-def ensure_data(config: RunConfig, duration_tokens: int) -> dict[str, Any]:
+def ensure_data(config: RunConfig, duration_tokens: int) -> CheckedData:
     """The run's data, checked; the embedded dataset is built first when files are missing."""
     data = config.data
     if data.builder == "embedded":
         report = data_report(data, config.tokenizer.vocab_size, duration_tokens)
-        if any(r["problem"] for r in report["sources"] + report["eval"]):
+        if any(r.problem for r in [*report.sources, *report.eval]):
             check_writable(Path(str(data.root)), f"data_root={config.data_root}")
             build_embedded(Path(str(data.root)), config.tokenizer.name)
     return check_data(config, duration_tokens)
@@ -155,7 +153,12 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
     else:
         check_parallel(config.parallel, cluster.devices, cluster.device)
     run = RunDir(Path(plan.run_dir))
-    check_writable(run.path, f"output_root={config.output_root}")
+    # Room for the first checkpoint (step 0 is saved before the first step), checked now: a
+    # nearly full disk is one line before any work, as one that fills up during training is.
+    room = plan.estimate.checkpoint_bytes if config.train.save_checkpoints else 1 << 20
+    check_writable(
+        run.path, f"output_root={config.output_root}", room, "one checkpoint of this run"
+    )
     for part in (run.checkpoints, run.path / "work"):
         if part.exists():  # a file where the run keeps a directory, or one it cannot write
             check_writable(part, f"run dir {run.path}")
@@ -166,14 +169,14 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
     replaced = run.check(config, fresh=config.fresh)
     step = None if replaced else run.resume_step()
     if step is not None:
-        run.check_data_files(data.get("file_sha256", {}))
+        run.check_data_files(data.file_sha256)
     if plan.init_from is not None and step is None:  # a resumed run loads its own
         from olmotrain.model.build import transformer_config
-        from olmotrain.model.checkpoint import InitSource, check_init_shapes
+        from olmotrain.model.checkpoint import check_init_shapes
 
         model = transformer_config(config.model, config.tokenizer.vocab_size)
-        check_init_shapes(InitSource.from_plan(plan.init_from), model)
+        check_init_shapes(plan.init_from, model)
     finished = step if step is not None and step >= plan.max_steps else None
-    for note in data.get("file_notes", []):  # said once everything passed: errors stay one line
+    for note in data.file_notes:  # said once everything passed: errors stay one line
         log.warning("olmotrain: %s", note)
     return Startup(config, plan, run, data, finished)

@@ -5,7 +5,10 @@ Everything here is olmo-core's: ``TransformerConfig``, ``TransformerTrainModuleC
 ``NumpyDataLoaderConfig``, ``TrainerConfig`` with its checkpointer, evaluator and metric-saver
 callbacks. olmotrain only chooses the values (from the plan) and adds ``metrics.jsonl``, tokens
 per source, the live progress display and W&B that works without a key. The same builders give
-the trainer that evaluates saved checkpoints (:mod:`olmotrain.train.evaluate`).
+the trainer that evaluates saved checkpoints (:mod:`olmotrain.evaluate.checkpoint`).
+
+Rank and world size are olmo-core's (``olmo_core.distributed.utils``), read once its process
+group exists; the launchers (:mod:`olmotrain.launch`) set the environment it is built from.
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ from olmotrain.data.mix import dataset_config, source_of_path
 from olmotrain.data.tokenizer import olmo_tokenizer_config
 from olmotrain.errors import UserError
 from olmotrain.eval.evaluators import evaluator_callbacks
+from olmotrain.metrics import (
+    CE_LOSS,
+    SOURCE_TOKENS_PREFIX,
+    TRAIN_LOSS,
+    by_source,
+    last_value,
+    read_metrics_log,
+)
 from olmotrain.model.build import lws_settings, transformer_config
-from olmotrain.model.checkpoint import InitSource, checkpoint_steps, load_init_weights
+from olmotrain.model.checkpoint import checkpoint_steps, load_init_weights
 from olmotrain.model.lws import output_scales, scale_output_projections
 from olmotrain.model.parallel import (
     ac_config,
@@ -36,9 +47,9 @@ from olmotrain.model.parallel import (
     dp_config,
     float8_config,
 )
-from olmotrain.plan.plan import Plan
+from olmotrain.plan import Plan
 from olmotrain.plan.schedule import scheduler
-from olmotrain.train.rundir import RunDir, read_metrics
+from olmotrain.train.rundir import RunDir
 
 log = logging.getLogger("olmotrain")
 
@@ -57,22 +68,17 @@ class TrainResult:
     @classmethod
     def from_run(cls, run: RunDir) -> TrainResult:
         """The last train loss, the last held-out losses and the latest checkpoint of ``run``."""
-        records = read_metrics(run.metrics_path)
-        loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
-        evals = next(
-            (
-                {k[5:]: v for k, v in r.items() if k.startswith("eval/")}
-                for r in reversed(records)
-                if any(k.startswith("eval/") for k in r)
-            ),
-            {},
-        )
+        records = read_metrics_log(run.metrics_path)
+        held_out = next((by_source(r) for r in reversed(records) if by_source(r)), {})
+        evals = {source: m[CE_LOSS] for source, m in held_out.items() if CE_LOSS in m}
         step = run.latest_step() or 0
         seen: dict[str, int] = {}
         for r in records:
             for k, v in r.items():
-                if k.startswith("tokens/"):
-                    seen[k[7:]] = seen.get(k[7:], 0) + v
+                if k.startswith(SOURCE_TOKENS_PREFIX):
+                    source = k[len(SOURCE_TOKENS_PREFIX) :]
+                    seen[source] = seen.get(source, 0) + v
+        loss = last_value(records, TRAIN_LOSS)
         return cls(step, loss, evals, str(run.checkpoints / f"step{step}"), seen)
 
 
@@ -101,10 +107,11 @@ def train_module_config(c: RunConfig, plan: Plan, device: str) -> tuple[Any, Any
     """olmo-core's ``TransformerConfig`` and ``TransformerTrainModuleConfig`` (SkipStepAdamW,
     scheduler, parallelism) for the plan."""
     from olmo_core.config import DType
+    from olmo_core.distributed.utils import get_world_size
     from olmo_core.optim import OptimGroupOverride, SkipStepAdamWConfig
     from olmo_core.train.train_module import TransformerTrainModuleConfig
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = get_world_size()
     backend_name = attention_backend(c.model.attn_backend, device)
     model_config = transformer_config(c.model, c.tokenizer.vocab_size, attn_backend=backend_name)
     model_config.init_seed = c.seed
@@ -181,6 +188,7 @@ def trainer_config(
     c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None
 ) -> Any:
     """olmo-core's ``TrainerConfig`` for the run, with every callback the run carries."""
+    from olmo_core.distributed.utils import get_rank, get_world_size
     from olmo_core.train import Duration, TrainerConfig
     from olmo_core.train.callbacks import (
         CheckpointerCallback,
@@ -198,7 +206,7 @@ def trainer_config(
     from olmotrain.train.progress import ProgressCallback
 
     t, work_dir = c.train, str(run.path / "work")
-    permanent = sorted({ck["step"] for ck in plan.checkpoints if 0 < ck["step"] <= plan.max_steps})
+    permanent = plan.permanent_steps
     config = (
         TrainerConfig(
             save_folder=str(run.checkpoints),
@@ -231,7 +239,7 @@ def trainer_config(
         .with_callback("config_saver", ConfigSaverCallback())
     )
     tokenizer = olmo_tokenizer_config(c.tokenizer)
-    batch = plan.micro_batch_instances * int(os.environ.get("WORLD_SIZE", "1"))
+    batch = plan.micro_batch_instances * get_world_size()
     evaluators = evaluator_callbacks(c, permanent, plan.max_steps, tokenizer, work_dir, batch)
     if plan.init_from is not None and run.latest_step() is None and "lm_evaluator" in evaluators:
         # What the run starts from, measured before its first step (step 0 in metrics.jsonl).
@@ -242,12 +250,10 @@ def trainer_config(
         config = config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
     if c.wandb.enabled:
         w = c.wandb
-        # One W&B run per run dir: a resumed or requeued run continues the same W&B run.
-        os.environ.setdefault("WANDB_RUN_ID", run.wandb_id())
-        os.environ.setdefault("WANDB_RESUME", "allow")
         config = config.with_callback(
             "wandb",
             WandBCallback(
+                run_id=run.wandb_id() if get_rank() == 0 else None,  # one W&B run per run dir
                 name=w.name or c.run_name,
                 project=w.project,
                 entity=w.entity,
@@ -284,7 +290,8 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
     Runs as one rank of ``WORLD_SIZE`` (1 without a launcher). ``callbacks`` are added to the
     trainer (the cluster launcher adds its preemption handling).
     """
-    from olmo_core.distributed.utils import barrier
+    from olmo_core.distributed.utils import barrier, get_rank
+    from torch.distributed.checkpoint.api import CheckpointException
 
     with environment(c) as device:
         configs = train_module_config(c, plan, device)
@@ -298,27 +305,32 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
         trainer = trainer_config(c, plan, run, callbacks).build(train_module, data_loader)
         saver = trainer.callbacks["config_saver"]
         saver.config = checkpoint_config(c, configs, data_config)  # type: ignore[attr-defined]
-        run.save_tokenizer(c.tokenizer.path)
-        if os.environ.get("RANK", "0") == "0":  # olmo-core would load the newest, broken or not
-            run.set_aside_broken_checkpoints()
+        if get_rank() == 0:
+            run.save_tokenizer(c.tokenizer.path)
+            run.set_aside_broken_checkpoints()  # olmo-core would load the newest, broken or not
         barrier()
         if trainer.maybe_load_checkpoint():
             log.info("resumed from step %d", trainer.global_step)
         elif plan.init_from is not None:
-            source = InitSource.from_plan(plan.init_from)
+            source = plan.init_from
             load_init_weights(source, train_module.model, work_dir)
             log.info("initialised from %s", source.describe())
         try:
             trainer.fit()
-        except Exception as exc:
+        except (Exception, CheckpointException) as exc:  # torch's is a BaseException
             if isinstance(exc, RuntimeError) and (bad := NON_FINITE.search(str(exc))):
                 raise non_finite_loss(run, float(bad.group(1)), int(bad.group(2))) from None
             if full := disk_full(exc):
+                latest = run.latest_step()
+                kept = (
+                    "no checkpoint was completed"
+                    if latest is None
+                    else f"checkpoint step{latest} is the latest complete one"
+                )
                 raise UserError(
                     f"{full} under {run.path} while training at step {trainer.global_step}: the "
-                    f"run stopped; checkpoint step{run.latest_step()} is the latest complete one "
-                    "and metrics.jsonl keeps whole lines. Free space there, then re-run the same "
-                    "command to resume"
+                    f"run stopped; {kept} and metrics.jsonl keeps whole lines. Free space there, "
+                    "then re-run the same command to resume"
                 ) from None
             raise
 
@@ -355,7 +367,9 @@ def non_finite_loss(run: RunDir, value: float, step: int) -> UserError:
     SkipStepAdamW, which skips finite loss spikes by multiplying the update by 0, still folds
     them into Adam's moments (NaN x 0 is NaN), so every later step would be NaN too.
     """
-    if os.environ.get("RANK", "0") == "0":
+    from olmo_core.distributed.utils import get_rank
+
+    if get_rank() == 0:
         for bad in [s for s in checkpoint_steps(run.checkpoints) if s >= step]:
             run.set_aside(bad, "non-finite")
     before = run.latest_step()

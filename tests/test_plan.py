@@ -1,0 +1,135 @@
+"""The plan: derived once from the typed config, typed all the way down, saved and read back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+
+from olmotrain.chinchilla import Checkpoint
+from olmotrain.config.compose import compose, from_dict, resolve
+from olmotrain.errors import UserError
+from olmotrain.plan import Plan, derive, derive_plan, load_plan, save_plan
+from olmotrain.train.rundir import RunDir
+
+REAL = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]  # remote data: nothing to build
+
+
+def plan_of(*overrides: str) -> Plan:
+    return derive_plan(resolve(compose(list(overrides))))
+
+
+def test_the_plan_is_typed_all_the_way_down():
+    plan = plan_of("model=olmo2_30m", "chinchilla_multiple=4", *REAL)
+    assert all(isinstance(ck, Checkpoint) for ck in plan.checkpoints)
+    assert plan.checkpoints[-1].step == plan.max_steps == 9943
+    assert plan.permanent_steps == sorted({ck.step for ck in plan.checkpoints})
+    assert plan.memory.total > plan.memory.params > 0
+    assert plan.memory_fit.fits == (plan.memory.total <= plan.memory_fit.capacity)
+    assert plan.estimate.checkpoint_bytes == 12 * plan.num_params + 1_000_000
+    assert plan.data.sources[0].remote is True and plan.data.mix == "natural"
+    assert plan.evaluation.steps == plan.permanent_steps
+    assert plan.layers[0].head_dim * plan.layers[0].n_heads == plan.d_model
+    nested = (plan.memory, plan.memory_fit, plan.estimate, plan.data, plan.evaluation)
+    assert all(dataclasses.is_dataclass(v) for v in nested)
+
+
+def test_plan_json_round_trips_to_the_same_plan(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "ckpt" / "model_and_optim").mkdir(parents=True)  # an init_from source
+    plan = plan_of("model=olmo2_1m", f"train.init_from={tmp_path / 'ckpt'}", *REAL)
+    save_plan(plan, run)
+    again = load_plan(run)
+    assert again == plan
+    assert again.init_from.path == tmp_path / "ckpt" and again.init_from.kind == "olmo-core"
+    assert json.loads((run / "plan.json").read_text()) == plan.to_dict()
+    assert load_plan(tmp_path) is None  # a run dir from before plan.json
+    (run / "plan.json").write_text("{not json")
+    with pytest.raises(UserError, match="plan.json is not a readable olmotrain plan"):
+        load_plan(run)
+
+
+def test_dry_run_json_is_the_plans_own_serialization(tmp_path):
+    args = ["model=olmo2_30m", "chinchilla_multiple=2", f"output_root={tmp_path}", *REAL]
+    proc = run_cli(*args, "dry_run=json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = json.loads(proc.stdout)
+    expected = plan_of(*args).to_dict()
+    assert {k: v for k, v in printed.items() if k != "lr_schedule_plot"} == expected
+
+
+def test_nothing_is_derived_twice(monkeypatch):
+    """One olmo-core TransformerConfig per plan: composing and resolving compute none."""
+    calls = []
+    real = derive.transformer_config
+    monkeypatch.setattr(derive, "transformer_config", lambda *a: calls.append(a) or real(*a))
+    cfg = compose(["model=olmo2_190m", *REAL])
+    derive_plan(resolve(cfg))
+    assert len(calls) == 1
+
+
+def test_a_run_dir_from_before_plan_json_still_reads(tmp_path):
+    """Older run dirs froze the plan's numbers under ``derived:`` in config.yaml and have no
+    plan.json: their config loads (the old section ignored) and their plan is derived again."""
+    config = resolve(compose(["experiment=smoke", f"output_root={tmp_path}"]))
+    values = dataclasses.asdict(config)
+    values["derived"] = {"max_steps": 12345, "checkpoints": [{"tokens": 1, "step": 1}]}
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    assert from_dict(values) == config
+    assert RunDir(run).plan() == derive_plan(config)
+
+
+@pytest.fixture
+def data_config():
+    """A data config file written into conf/data/ for one test (removed after it)."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    path = REPO / "conf" / "data" / f"{name}.yaml"
+    yield name, path
+    path.unlink(missing_ok=True)
+
+
+def test_a_data_config_without_name_is_named_after_its_file(data_config):
+    name, path = data_config
+    path.write_text(
+        "sources:\n  - name: code\n"
+        '    paths: ["${data_root}/embedded/${tokenizer.name}/python_code/train-*.npy"]\n'
+    )
+    config = resolve(compose([f"data={name}"]))
+    assert config.data.name == name and f"-{name}-" in config.run_name
+
+
+def test_a_missing_mandatory_value_names_the_file_and_the_key(data_config):
+    name, path = data_config
+    path.write_text("name: mine\n")  # no sources
+    with pytest.raises(UserError) as err:
+        compose([f"data={name}"])
+    assert str(err.value) == (
+        f"conf/data/{name}.yaml: data.sources is missing (a mandatory value); set it there, "
+        "or on the command line with data.sources=..."
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a 1 MiB tmpfs needs root")
+def test_a_nearly_full_disk_at_start_up_is_one_line_before_any_work(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True)
+    try:
+        proc = run_cli("experiment=smoke", f"output_root={tiny}", "data.eval=null")
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+        (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert line.startswith(f"error: output_root={tiny}: {tiny}/smoke: no space left on device")
+        assert "one checkpoint of this run needs" in line
+        assert list(tiny.iterdir()) == []  # refused before anything was written
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
