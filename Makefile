@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data
 
-.PHONY: setup data train test test-fast bench bench-slurm lint clean ladder-demo
+.PHONY: setup data train test test-durations test-fast bench bench-slurm lint clean ladder-demo docs
 
 setup: $(STAMP)  ## the virtual environment with everything installed
 
@@ -17,7 +17,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-data: setup  ## build the embedded dataset (offline; skipped when already built)
+data: setup  ## build the embedded dataset: a small offline text corpus from this Python's sources and package docs (skipped when built)
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.embedded --root $(DATA_ROOT)/embedded
 
 train: data  ## train the CPU demo (experiment=cpu_demo) and print where the results are
@@ -30,8 +30,11 @@ ladder-demo: data  ## DataDecide on the CPU: 4 sizes x 3 embedded mixes -> fit, 
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder decide demo
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder report demo --output docs/ladder-demo
 
-test: setup data  ## the whole suite (CPU), two workers, a test file each; exit 5 (no tests) is a failure
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
+test: setup data  ## the whole suite (CPU), two workers, a test file each, longest first (tests/durations.json); skips listed with their reasons; exit 5 (no tests) is a failure
+	$(PY) -m pytest -q -rs -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
+
+test-durations: setup data  ## run the suite as `make test` does and rewrite tests/durations.json (seconds per test file)
+	OLMOTRAIN_TEST_DURATIONS=tests/durations.json $(MAKE) test
 
 test-fast: setup  ## everything but the end-to-end training runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
@@ -45,6 +48,9 @@ bench: data  ## ratios vs baselines measured in the same run: overhead, CLI late
 
 bench-slurm: data  ## (root) the two-node SLURM cluster: start time, job start latency, 2-node vs local loss
 	$(PY) bench/slurm_multinode.py
+
+docs: setup  ## regenerate docs/config-reference.md from the config schema's docstrings
+	$(PY) scripts/config_reference.py
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,15 +1,18 @@
-"""The real CLI in a subprocess: the dry-run contract and one clear line for every bad input."""
+"""The real CLI: the dry-run contract and one clear line for every bad input.
+
+Messages are checked with train.py run in this process (:func:`conftest.train_main`); the
+process-level contract (exit status, nothing but the plan on stdout, no traceback) with
+`python train.py` in its own process, for a few representative inputs."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import REPO, assert_one_line_error, dry_run_json, run_cli
-from omegaconf import OmegaConf
+from conftest import REPO, assert_one_line_error, dry_run_json, run_cli, train_main
 
-from olmotrain.config.compose import compose
-from olmotrain.plan import resolvers  # noqa: F401  (registers the olmotrain.* resolvers)
+from olmotrain.config.compose import compose, resolve
+from olmotrain.plan import derive_plan
 
 REAL = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
 CONTRACT = {
@@ -33,7 +36,7 @@ CONTRACT = {
 }
 
 
-def test_dry_run_json_is_one_object_matching_the_resolvers(tmp_path):
+def test_dry_run_json_is_one_object_matching_the_plan(tmp_path):
     args = [
         "model=olmo2_30m",
         "schedule=wsds",
@@ -41,9 +44,11 @@ def test_dry_run_json_is_one_object_matching_the_resolvers(tmp_path):
         f"output_root={tmp_path}",
         *REAL,
     ]
-    plan = dry_run_json(*args)
+    proc = run_cli(*args, "dry_run=json")  # its own process: stdout is the plan and nothing else
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)
     assert CONTRACT <= plan.keys()
-    derived = OmegaConf.to_container(compose(args).derived, resolve=True)
+    derived = derive_plan(resolve(compose(args))).to_dict()
     assert plan["model"] == "olmo2_30m" and plan["schedule"] == "wsds"
     assert plan["sequence_length"] == 8192
     assert plan["num_non_embedding_params"] == derived["num_non_embedding_params"] == 16_290_048
@@ -67,7 +72,7 @@ def test_dry_run_json_is_one_object_matching_the_resolvers(tmp_path):
 
 
 def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
-    proc = run_cli(
+    proc = train_main(
         "model=olmo2_30m",
         "chinchilla_multiple=4",
         f"output_root={tmp_path}",
@@ -110,8 +115,23 @@ def test_dry_run_table_plans_without_data_or_run_dir(tmp_path):
 )
 def test_bad_input_is_one_clear_line(override, expected):
     args = [override] if override.startswith("dry_run=") else [override, "dry_run=true"]
-    line = assert_one_line_error(run_cli(*args))
+    line = assert_one_line_error(train_main(*args))
     assert expected in line
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=olmo2_31m", "unknown model 'olmo2_31m'"),  # refused before Hydra starts
+        ("chinchilla_multiple=four", "chinchilla_multiple='four' is not a valid float"),  # by Hydra
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_from_a_real_process(override, expected):
+    """The contract itself, in `python train.py`'s own process: exit status 2, one line, no
+    traceback, nothing on stdout."""
+    proc = run_cli(override, "dry_run=true")
+    assert expected in assert_one_line_error(proc)
+    assert proc.stdout == ""
 
 
 def test_cuda_without_a_gpu_is_refused_before_any_work(tmp_path):
@@ -119,17 +139,19 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    line = assert_one_line_error(run_cli("cluster.device=cuda", f"output_root={tmp_path}"))
+    line = assert_one_line_error(train_main("cluster.device=cuda", f"output_root={tmp_path}"))
     assert "no usable CUDA device" in line
     assert not any(tmp_path.iterdir())
 
 
 def test_unknown_model_in_a_sweep_is_caught_before_any_job():
-    line = assert_one_line_error(run_cli("-m", "model=olmo2_1m,olmo2_2m", "dry_run=true"))
+    line = assert_one_line_error(train_main("-m", "model=olmo2_1m,olmo2_2m", "dry_run=true"))
     assert "unknown model 'olmo2_2m'" in line
 
 
 def test_missing_data_is_refused_before_the_model_is_built(tmp_path):
+    """In its own process: the error comes after logging is set up, where a log line or a
+    warning on stderr would break the one-line contract."""
     sources = f"data.sources=[{{name: web, paths: ['{tmp_path}/web-*.npy']}}]"
     line = assert_one_line_error(
         run_cli("data=olmo_mix_v1_5", sources, f"output_root={tmp_path}/runs")
@@ -142,7 +164,7 @@ def test_corrupt_data_file_is_refused(tmp_path):
     (tmp_path / "web-0.npy").write_bytes(b"\x01\x02\x03")  # 3 bytes: not whole uint16 tokens
     sources = f"data.sources=[{{name: web, paths: ['{tmp_path}/web-*.npy']}}]"
     line = assert_one_line_error(
-        run_cli("data=olmo_mix_v1_5", sources, f"output_root={tmp_path}/runs")
+        train_main("data=olmo_mix_v1_5", sources, f"output_root={tmp_path}/runs")
     )
     assert "not a whole number of 2-byte tokens" in line
 
@@ -153,7 +175,7 @@ def test_tokenizer_without_local_file_plans_fine():
 
 
 def test_help_lists_groups():
-    proc = run_cli("--help")
+    proc = train_main("--help")
     assert proc.returncode == 0
     for group in ("model", "schedule", "data", "tokenizer", "cluster", "experiment"):
         assert group in proc.stdout
@@ -161,7 +183,7 @@ def test_help_lists_groups():
 
 def test_multirun_resolves_each_job_with_its_own_model():
     """A resolver cache would hand every sweep job the first job's N (see NOTES.md)."""
-    proc = run_cli(
+    proc = train_main(
         "-m", "model=olmo2_1m,olmo2_30m", "chinchilla_multiple=0.5,2", *REAL, "dry_run=json"
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -173,6 +195,7 @@ def test_multirun_resolves_each_job_with_its_own_model():
     expected = {}
     for model in ("olmo2_1m", "olmo2_30m"):
         for multiple in (0.5, 2.0):
-            d = compose([f"model={model}", f"chinchilla_multiple={multiple}", *REAL]).derived
+            args = [f"model={model}", f"chinchilla_multiple={multiple}", *REAL]
+            d = derive_plan(resolve(compose(args)))
             expected[(model, multiple)] = (d.num_non_embedding_params, d.max_steps)
     assert got == expected and len({v[0] for v in got.values()}) == 2

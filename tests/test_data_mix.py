@@ -1,5 +1,6 @@
 """Data mixes through the real CLI: olmo-core's source mixture, repetition, the instance filter,
-tokens seen per source, and the start-up checks (ratios, repetition, vocab, tokenizer)."""
+tokens seen per source, and the start-up checks (ratios, repetition, vocab, tokenizer). Plans and
+refusals run train.py in this process; the training runs in its own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA_ROOT, REPO, assert_one_line_error, dry_run_json, metrics, run_cli
+from conftest import (
+    DATA_ROOT,
+    REPO,
+    assert_one_line_error,
+    dry_run_json,
+    metrics,
+    run_cli,
+    train_main,
+)
 
 EOS = 0  # the embedded BPE's
 
@@ -90,7 +99,7 @@ def test_three_source_mix_with_repetition_and_filter_trains_in_ratio(three_sourc
 
 def test_a_source_that_cannot_supply_its_share_is_refused_before_training(three_sources, tmp_path):
     line = assert_one_line_error(
-        run_cli(*mix_args(three_sources, prose_repetition=1.0), f"output_root={tmp_path}")
+        train_main(*mix_args(three_sources, prose_repetition=1.0), f"output_root={tmp_path}")
     )
     assert "prose: needs" in line and "above its max_repetition_ratio 1" in line
     assert not any(tmp_path.iterdir())
@@ -114,7 +123,7 @@ def test_ratios_that_do_not_add_up_are_one_clear_line(three_sources, ratios, exp
         f" {{name: code_b, paths: ['{three_sources}/code_b/*.npy'], ratio: {r[1]}}},"
         f" {{name: prose, paths: ['{three_sources}/prose/*.npy'], ratio: {r[2]}}}]"
     )
-    line = assert_one_line_error(run_cli("model=olmo2_1m", sources, "dry_run=true"))
+    line = assert_one_line_error(train_main("model=olmo2_1m", sources, "dry_run=true"))
     assert expected in line
 
 
@@ -132,7 +141,7 @@ def test_token_ids_outside_the_vocab_are_refused(tmp_path, embedded_data):
         "data.eval=null",
         f"output_root={tmp_path}/runs",
     ]
-    line = assert_one_line_error(run_cli(*args))
+    line = assert_one_line_error(train_main(*args))
     assert "holds token id 9000, outside tokenizer embedded_bpe8k's vocab of 8192" in line
     assert not (tmp_path / "runs").exists()
 
@@ -157,7 +166,7 @@ def test_data_prepared_with_another_tokenizer_is_refused(embedded_data, tmp_path
     neox = DATA_ROOT / "embedded" / "gpt_neox_olmo" / "english_docs" / "train-*.npy"
     sources = f"data.sources=[{{name: prose, paths: ['{neox}']}}]"
     line = assert_one_line_error(
-        run_cli("model=olmo2_1m", sources, "data.eval=null", f"output_root={tmp_path}")
+        train_main("model=olmo2_1m", sources, "data.eval=null", f"output_root={tmp_path}")
     )
     assert (
         "was tokenized with gpt_neox_olmo (vocab 50280, eos 50279) but the run uses tokenizer=embedded_bpe8k"

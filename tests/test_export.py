@@ -4,7 +4,9 @@ generation, and samples during training — on tiny checkpoints trained here.
 Two real trainings: an OLMo-2 model with grouped-query attention on 2 CPU ranks, with
 ``train.sample_prompts`` and ``train.export_hf`` (a 2-rank checkpoint, exported as it is saved),
 and an OLMo-3 model whose sliding window (16 tokens) is shorter than its 512-token context, so
-the parity check at full context exercises the window.
+the parity check at full context exercises the window. Refusals run the commands in this process
+(:func:`conftest.train_main`, :func:`conftest.module_main`); exports, generation and training
+in their own.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from conftest import (
     assert_one_line_error,
     kill_at_step,
     metrics,
+    module_main,
     run_cli,
     run_module,
+    train_main,
 )
 
 pytestmark = pytest.mark.slow
@@ -67,6 +71,11 @@ def export(*args: str):
     return run_module("olmotrain.export", *args)
 
 
+def export_error(*args: str) -> str:
+    """The one-line refusal of ``python -m olmotrain.export ARGS`` (run in this process)."""
+    return assert_one_line_error(module_main("olmotrain.export", *args))
+
+
 def python(code: str) -> str:
     """Run ``code`` in a fresh offline interpreter; its stdout."""
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
@@ -78,6 +87,8 @@ def python(code: str) -> str:
 
 
 def test_training_exports_every_permanent_checkpoint_and_prints_samples(gqa):
+    losses = [r["train/CE loss"] for r in metrics(gqa) if "train/CE loss" in r]
+    assert losses[-1] < losses[0]  # a GQA model trains
     for step in (7, 8):
         report = json.loads((gqa / "hf" / f"step{step}" / "olmotrain_export.json").read_text())
         assert report["passed"] and report["step"] == step
@@ -85,7 +96,7 @@ def test_training_exports_every_permanent_checkpoint_and_prints_samples(gqa):
     record = next(r for r in metrics(gqa) if r["step"] == 8 and "samples" in r)
     assert record["samples"][0]["prompt"] == PROMPT
     assert isinstance(record["samples"][0]["completion"], str)
-    assert "loss" in record  # merged into the step's metrics, not a second record
+    assert "train/CE loss" in record  # merged into the step's metrics, not a second record
     assert f"sample at step 8: {PROMPT!r}" in (gqa / "train.log").read_text()
 
 
@@ -224,12 +235,12 @@ def test_olmo_core_reads_our_checkpoints_directly(gqa, tmp_path):
 
 
 def test_export_refusals_are_one_line_and_write_nothing(gqa, tmp_path):
-    line = assert_one_line_error(export(str(gqa), "--output", str(tmp_path / "a"), "--step", "5"))
+    line = export_error(str(gqa), "--output", str(tmp_path / "a"), "--step", "5")
     assert "no checkpoint at step 5" in line and not (tmp_path / "a").exists()
     full = tmp_path / "full"
     full.mkdir()
     (full / "mine.txt").write_text("keep")
-    line = assert_one_line_error(export(str(gqa), "--output", str(full)))
+    line = export_error(str(gqa), "--output", str(full))
     assert "not empty" in line and "--overwrite" in line
     assert [p.name for p in full.iterdir()] == ["mine.txt"]
     # --overwrite moves the old contents aside, never deletes them
@@ -237,9 +248,7 @@ def test_export_refusals_are_one_line_and_write_nothing(gqa, tmp_path):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("full.replaced-")]
     assert len(aside) == 1 and (aside[0] / "mine.txt").read_text() == "keep"
     assert (full / "olmotrain_export.json").exists()
-    line = assert_one_line_error(
-        export(str(gqa), "--output", str(tmp_path / "b"), "--dtype", "fp8")
-    )
+    line = export_error(str(gqa), "--output", str(tmp_path / "b"), "--dtype", "fp8")
     assert "--dtype fp8" in line
 
 
@@ -260,9 +269,7 @@ def test_an_lws_model_is_refused_before_loading(gqa, tmp_path):
             "output_scalars": None,
         }
 
-    line = assert_one_line_error(
-        export(str(_copy_run(gqa, tmp_path, lws)), "--output", str(tmp_path / "o"))
-    )
+    line = export_error(str(_copy_run(gqa, tmp_path, lws)), "--output", str(tmp_path / "o"))
     assert "layer-wise scaling" in line and "olmotrain.generate" in line
     assert not (tmp_path / "o").exists()
 
@@ -272,9 +279,9 @@ def test_a_run_without_a_local_tokenizer_is_refused(gqa, tmp_path):
         c["tokenizer"]["path"] = str(tmp_path / "missing" / "tokenizer.json")
 
     copy = _copy_run(gqa, tmp_path, no_tokenizer)
-    line = assert_one_line_error(export(str(copy), "--output", str(tmp_path / "o")))
+    line = export_error(str(copy), "--output", str(tmp_path / "o"))
     assert "tokenizer.json" in line
-    line = assert_one_line_error(run_module("olmotrain.generate", str(copy), "--prompt", "x"))
+    line = assert_one_line_error(module_main("olmotrain.generate", str(copy), "--prompt", "x"))
     assert "tokenizer.json" in line
 
 
@@ -290,12 +297,12 @@ def test_a_run_without_a_local_tokenizer_is_refused(gqa, tmp_path):
     ],
 )
 def test_bad_generate_input_is_one_line(gqa, args, expected):
-    assert expected in assert_one_line_error(run_module("olmotrain.generate", str(gqa), *args))
+    assert expected in assert_one_line_error(module_main("olmotrain.generate", str(gqa), *args))
 
 
 def test_generate_on_a_directory_of_neither_kind_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    line = assert_one_line_error(run_module("olmotrain.generate", str(tmp_path), "--prompt", "x"))
+    line = assert_one_line_error(module_main("olmotrain.generate", str(tmp_path), "--prompt", "x"))
     assert "neither" in line
 
 
@@ -311,7 +318,7 @@ def test_bad_sample_and_export_settings_fail_before_training(override, expected,
     extra = ["train.sample_prompts=[hi]"] if "sample_max" in override else []
     extra += ["train.export_hf=true"] if "lws" in override else []
     args = ["experiment=smoke", override, *extra, f"output_root={tmp_path}"]
-    assert expected in assert_one_line_error(run_cli(*args))
+    assert expected in assert_one_line_error(train_main(*args))
     assert not (tmp_path / "smoke" / "checkpoints").exists()
 
 
@@ -322,17 +329,16 @@ SAME_SHAPE = [
 ]  # fmt: skip
 
 
+def _held_out_losses(record: dict) -> dict[str, float]:
+    return {k: v for k, v in record.items() if k.startswith("eval/lm/") and k.endswith("/CE loss")}
+
+
 def _final_eval(run: Path) -> dict[str, float]:
-    return next(
-        {k: v for k, v in r.items() if k.startswith("eval/")}
-        for r in reversed(metrics(run))
-        if any(k.startswith("eval/") for k in r)
-    )
+    return next(_held_out_losses(r) for r in reversed(metrics(run)) if _held_out_losses(r))
 
 
 def _step0_eval(run: Path) -> dict[str, float]:
-    record = next(r for r in metrics(run) if r["step"] == 0)
-    return {k: v for k, v in record.items() if k.startswith("eval/")}
+    return _held_out_losses(next(r for r in metrics(run) if r["step"] == 0))
 
 
 def test_init_from_a_2_rank_checkpoint_starts_at_its_final_loss_and_resumes_its_own(gqa, tmp_path):
@@ -340,7 +346,7 @@ def test_init_from_a_2_rank_checkpoint_starts_at_its_final_loss_and_resumes_its_
     run = tmp_path / "anneal"
     args = [*SAME_SHAPE, "schedule=anneal", f"train.init_from={ckpt}", "run_name=anneal",
             "train.max_steps=6", "train.ephemeral_checkpoint_interval=2", f"output_root={tmp_path}"]  # fmt: skip
-    plan = json.loads(run_cli(*args, "dry_run=json").stdout)
+    plan = json.loads(train_main(*args, "dry_run=json").stdout)
     assert plan["init_from"] == {"kind": "olmo-core", "path": str(ckpt)}
     assert plan["schedule"] == "anneal" and plan["warmup_tokens"] == plan["batch_size_tokens"]
     kill_at_step(*args, run_dir=run, step=3)
@@ -357,7 +363,9 @@ def test_init_from_a_2_rank_checkpoint_starts_at_its_final_loss_and_resumes_its_
     proc = run_cli(*args)  # resumes its own ephemeral checkpoint, never re-initialises
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from step" in proc.stderr and "initialised from" not in proc.stderr
-    assert metrics(run)[-1]["step"] == 6 and abs(metrics(run)[-1]["lr"]) < 1e-12  # decayed to 0
+    assert (
+        metrics(run)[-1]["step"] == 6 and abs(metrics(run)[-1]["optim/LR (group 0)"]) < 1e-12
+    )  # decayed to 0
 
 
 def test_init_from_an_hf_export_starts_at_the_same_loss(gqa, tmp_path):
@@ -375,19 +383,19 @@ def test_init_from_an_hf_export_starts_at_the_same_loss(gqa, tmp_path):
 def test_init_from_refuses_other_shapes_and_other_formats(gqa, tmp_path):
     ckpt = gqa / "checkpoints" / "step8"
     args = ["experiment=smoke", f"train.init_from={ckpt}", f"output_root={tmp_path}"]
-    line = assert_one_line_error(run_cli(*args))
+    line = assert_one_line_error(train_main(*args))
     assert "blocks.0.attention.w_q.weight" in line and "(12, 12)" in line
-    line = assert_one_line_error(run_cli(*SAME_SHAPE, "model.n_layers=3", *args[1:]))
+    line = assert_one_line_error(train_main(*SAME_SHAPE, "model.n_layers=3", *args[1:]))
     assert "blocks.3" in line  # a tensor the configured model lacks
     (tmp_path / "notes").mkdir()
-    line = assert_one_line_error(run_cli(*SAME_SHAPE, f"train.init_from={tmp_path / 'notes'}",
-                                         "dry_run=true"))  # fmt: skip
+    line = assert_one_line_error(train_main(*SAME_SHAPE, f"train.init_from={tmp_path / 'notes'}",
+                                            "dry_run=true"))  # fmt: skip
     assert "neither an olmo-core checkpoint" in line
     assert not (tmp_path / "smoke").exists()
 
 
 def test_the_reproduction_preset_sets_what_the_law_would_derive():
-    plan = json.loads(run_cli("experiment=olmo1b_reproduction", "dry_run=json").stdout)
+    plan = json.loads(train_main("experiment=olmo1b_reproduction", "dry_run=json").stdout)
     assert (plan["d_model"], plan["n_layers"], plan["n_heads"]) == (2048, 16, 16)
     assert plan["layers"][0]["ffn_hidden"] == 8192 and plan["padded_vocab_size"] == 50304
     assert plan["lr"] == 4e-4 and plan["betas"] == [0.9, 0.95] and plan["eps"] == 1e-5
@@ -395,8 +403,8 @@ def test_the_reproduction_preset_sets_what_the_law_would_derive():
     assert plan["batch_size_tokens"] == 64 * 2048 and plan["schedule"] == "cosine"
     for key in ("lr", "betas", "warmup_tokens", "batch_size_tokens"):
         assert plan["origins"][key].startswith("train."), key
-    law = json.loads(run_cli("experiment=olmo1b_reproduction", "train.lr=null", "train.betas=null",
-                             "train.warmup_steps=null", "dry_run=json").stdout)  # fmt: skip
+    law = json.loads(train_main("experiment=olmo1b_reproduction", "train.lr=null", "train.betas=null",
+                                "train.warmup_steps=null", "dry_run=json").stdout)  # fmt: skip
     assert law["origins"]["lr"] == "chinchilla law" and law["lr"] != 4e-4
     assert law["origins"]["warmup_tokens"] == "chinchilla law"
 
@@ -411,4 +419,6 @@ def test_the_reproduction_preset_sets_what_the_law_would_derive():
     ],
 )
 def test_bad_explicit_optimizer_values_are_one_line(override, expected):
-    assert expected in assert_one_line_error(run_cli("experiment=smoke", override, "dry_run=true"))
+    assert expected in assert_one_line_error(
+        train_main("experiment=smoke", override, "dry_run=true")
+    )

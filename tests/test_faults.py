@@ -268,7 +268,9 @@ def test_a_nan_loss_stops_with_one_line_and_keeps_the_checkpoint_before_it(embed
     bad = int(line.split(" at step ")[1].split(":")[0])
     kept = checkpoint_steps(tmp_path / "nan")
     assert kept and max(kept) < bad and f"checkpoint step{max(kept)} (before it) is kept" in line
-    assert all(np.isfinite(r["loss"]) for r in metrics(tmp_path / "nan") if "loss" in r)
+    assert all(
+        np.isfinite(r["train/CE loss"]) for r in metrics(tmp_path / "nan") if "train/CE loss" in r
+    )
 
 
 def test_a_rank_that_cannot_reach_the_first_node_fails_in_bounded_time():

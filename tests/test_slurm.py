@@ -25,6 +25,7 @@ from conftest import (
     checkpoint_steps,
     metrics,
     run_cli,
+    train_main,
 )
 
 pytestmark = pytest.mark.slow
@@ -110,7 +111,9 @@ def test_sweep_runs_through_sbatch_and_a_rerun_resumes_it(slurm, embedded_data, 
         ["seed=1", "experiment=smoke", "data.eval=null"],
         ["seed=2", "experiment=smoke", "data.eval=null"],
     ]
-    assert metrics(runs[0])[-1]["loss"] != metrics(runs[1])[-1]["loss"]  # two seeds, two runs
+    assert (
+        metrics(runs[0])[-1]["train/CE loss"] != metrics(runs[1])[-1]["train/CE loss"]
+    )  # two seeds, two runs
     assert "2 run(s): 2 done" in status(root)
 
     # The same command again: both points are finished, nothing is submitted.
@@ -162,10 +165,7 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "pre"
     job = job_of(run)
-    planned = {
-        c["step"]
-        for c in yaml.safe_load((run / "config.yaml").read_text())["derived"]["checkpoints"]
-    }
+    planned = {c["step"] for c in json.loads((run / "plan.json").read_text())["checkpoints"]}
 
     def unplanned(low: int) -> list[int]:
         return [s for s in checkpoint_steps(run) if s >= low and s not in planned]
@@ -200,7 +200,7 @@ def test_preempted_two_node_run_checkpoints_requeues_and_reaches_the_same_loss(
     want = metrics(tmp_path / "ref")[-1]
     got = metrics(run)[-1]
     assert got["step"] == want["step"] == 40
-    assert got["loss"] == pytest.approx(want["loss"], abs=1e-5)
+    assert got["train/CE loss"] == pytest.approx(want["train/CE loss"], abs=1e-5)
     # The grace period went to checkpoint + requeue: held-out evals ran at the planned permanent
     # checkpoints (pre-decay 36, end 40) and at no preempted step.
     evals = [r["step"] for r in metrics(run) if any(k.startswith("eval/") for k in r)]
@@ -247,7 +247,7 @@ def test_two_node_fsdp_and_hsdp_jobs_train_across_both_nodes_and_match_one_rank(
     for got in (metrics(run), metrics(hsdp_run)):
         assert [r["step"] for r in got] == [r["step"] for r in want]
         for a, b in zip(got, want, strict=True):
-            assert a["loss"] == pytest.approx(b["loss"], abs=2e-4)
+            assert a["train/CE loss"] == pytest.approx(b["train/CE loss"], abs=2e-4)
 
 
 def test_a_node_lost_mid_run_fails_the_job_with_one_line_and_a_rerun_resumes(
@@ -333,7 +333,8 @@ def test_config_and_code_are_frozen_at_submit_time(slurm, embedded_data, tmp_pat
     assert checkpoint_steps(run)[-1] == 8, status(run)
     frozen = yaml.safe_load((run / "config.yaml").read_text())
     assert frozen["model"]["d_model"] is None  # the factory's own width, not the edit
-    assert frozen["derived"]["num_params"] == 236780  # olmo2_1M with the 8k vocabulary
+    assert "derived" not in frozen  # what follows from the config is the plan's
+    assert json.loads((run / "plan.json").read_text())["num_params"] == 236780  # olmo2_1M, 8k vocab
     log = "\n".join(p.read_text() for p in (run / "slurm").glob("*/*_0_log.err"))
     assert f"code {run / 'code' / 'src' / 'olmotrain'}" in log
 
@@ -438,7 +439,7 @@ def test_requests_the_cluster_cannot_meet_are_refused(
 
 
 def test_no_sbatch_on_path_is_one_line(embedded_data, tmp_path):
-    proc = run_cli(*SMOKE, *CPU, f"output_root={tmp_path}", env={"PATH": str(tmp_path)})
+    proc = train_main(*SMOKE, *CPU, f"output_root={tmp_path}", env={"PATH": str(tmp_path)})
     assert "needs SLURM's sbatch" in assert_one_line_error(proc)
     assert not (tmp_path / "smoke").exists()
 

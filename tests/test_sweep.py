@@ -1,4 +1,5 @@
-"""Sweeps without a cluster: points named by their overrides, a sweep dir per sweep, refusals."""
+"""Sweeps without a cluster: points named by their overrides, a sweep dir per sweep, refusals
+(dry runs of train.py in this process)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, train_main
 
 from olmotrain.config.naming import sweep_name
 from olmotrain.launch.sweep import point_names
@@ -34,7 +35,7 @@ def test_points_are_named_by_the_keys_that_vary():
 
 
 def test_local_sweep_points_get_their_own_run_dirs(tmp_path):
-    proc = run_cli("-m", "seed=1,2", "model=olmo2_1m", "dry_run=json", f"output_root={tmp_path}")
+    proc = train_main("-m", "seed=1,2", "model=olmo2_1m", "dry_run=json", f"output_root={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     dirs = [
         json.loads(line)["run_dir"] for line in proc.stdout.splitlines() if line.startswith("{")
@@ -52,7 +53,7 @@ def test_local_sweep_points_get_their_own_run_dirs(tmp_path):
     ],
 )
 def test_bad_sweeps_are_one_line(tmp_path, args, message):
-    line = assert_one_line_error(run_cli(*args, "dry_run=true", f"output_root={tmp_path}"))
+    line = assert_one_line_error(train_main(*args, "dry_run=true", f"output_root={tmp_path}"))
     assert message in line
 
 
@@ -64,8 +65,8 @@ def test_a_sweep_dir_holding_another_sweep_is_refused(tmp_path):
         yaml.safe_dump({"overrides": ["seed=1,2"], "points": [["seed=1"], ["seed=2"]]})
     )
     line = assert_one_line_error(
-        run_cli("-m", "seed=1,3", "sweep_name=mine", "dry_run=true", f"output_root={tmp_path}")
+        train_main("-m", "seed=1,3", "sweep_name=mine", "dry_run=true", f"output_root={tmp_path}")
     )
     assert f"{sweep} holds a different sweep" in line and "sweep_name=" in line
-    ok = run_cli("-m", "seed=2,1", "sweep_name=mine", "dry_run=json", f"output_root={tmp_path}")
+    ok = train_main("-m", "seed=2,1", "sweep_name=mine", "dry_run=json", f"output_root={tmp_path}")
     assert ok.returncode == 0, ok.stderr[-2000:]  # the same points, in any order

@@ -6,7 +6,15 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, assert_one_line_error, checkpoint_steps, kill_at_step, metrics, run_cli
+from conftest import (
+    REPO,
+    assert_one_line_error,
+    checkpoint_steps,
+    kill_at_step,
+    metrics,
+    run_cli,
+    train_main,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +40,18 @@ def test_a_short_run_trains_checkpoints_and_reports(uninterrupted):
     records = metrics(run_dir)
     assert [r["step"] for r in records] == list(range(1, 11))
     assert records[-1]["tokens"] == 10 * 8192
-    assert records[-1]["loss"] < records[0]["loss"]
-    assert all({"step", "tokens", "loss", "lr"} <= r.keys() for r in records)
-    assert records[-1]["lr"] == 0.0  # the run ends at the bottom of its WSD-S decay
+    assert records[-1]["train/CE loss"] < records[0]["train/CE loss"]
+    assert all(
+        {"step", "tokens", "train/CE loss", "optim/LR (group 0)"} <= r.keys() for r in records
+    )
+    assert records[-1]["optim/LR (group 0)"] == 0.0  # the run ends at the bottom of its WSD-S decay
     # Permanent checkpoints at the period's pre-decay point and end; the config is saved.
     assert {9, 10} <= set(checkpoint_steps(run_dir))
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert saved["derived"]["max_steps"] == 10 and saved["model"]["name"] == "olmo2_1m"
+    assert saved["model"]["name"] == "olmo2_1m" and "derived" not in saved
+    # The plan, derived once, is saved beside the config: the same object as dry_run=json.
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["max_steps"] == 10 and [c["step"] for c in plan["checkpoints"]] == [9, 10]
     assert "held-out loss" in proc.stdout and "unigram entropy" in proc.stdout
     assert f"checkpoint       {run_dir}/checkpoints/step10" in proc.stdout
     # Progress a person can follow: step/total, loss, ETA.
@@ -61,8 +74,10 @@ def test_kill_9_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pat
     assert not (tmp_path / "killed" / "owner.lock").exists()  # released at the end
     a, b = metrics(full_dir), metrics(tmp_path / "killed")
     assert [r["step"] for r in b] == list(range(1, 11))  # one consistent history, no stale steps
-    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], abs=1e-5)
-    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], abs=1e-5)
+    assert b[-1]["train/CE loss"] == pytest.approx(a[-1]["train/CE loss"], abs=1e-5)
+    assert [r["train/CE loss"] for r in b] == pytest.approx(
+        [r["train/CE loss"] for r in a], abs=1e-5
+    )
 
 
 def test_a_finished_run_says_so_and_does_not_retrain(uninterrupted):
@@ -78,7 +93,7 @@ def test_a_different_run_in_the_same_dir_is_refused_and_nothing_changes(uninterr
     run_dir, _ = uninterrupted
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     line = assert_one_line_error(
-        run_cli(
+        train_main(
             "model=olmo2_14m",
             "train.max_steps=10",
             f"output_root={run_dir.parent}",
@@ -127,4 +142,4 @@ def test_cuda_bf16_run_trains(embedded_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = metrics(tmp_path / "gpu")
     assert [r["step"] for r in records] == list(range(1, 11))
-    assert records[-1]["loss"] < records[0]["loss"]
+    assert records[-1]["train/CE loss"] < records[0]["train/CE loss"]
