@@ -23,8 +23,7 @@ from olmotrain.data.tokenizer import KNOWN_TOKENIZERS, resolve_tokenizer
 from olmotrain.errors import EXIT_INTERRUPTED, UserError, run_command
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (2 for user errors)."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m olmotrain.prepare",
         description="Tokenize text into olmo-core token files with a train/eval split. "
@@ -75,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         "tokenizer's dataset) instead of resuming",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress or notes")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status (2 for user errors)."""
+    args = _parser().parse_args(argv)
     progress = Progress(quiet=args.quiet)
     try:
         if args.workers is not None and args.workers < 1:

@@ -142,21 +142,13 @@ def _hf_streamer(model: Any, eos_id: int | None, pad_id: int | None) -> Callable
             try:
                 if s.seed is not None:
                     torch.manual_seed(s.seed)
-                sample = s.temperature > 0
                 with torch.inference_mode():
                     model.generate(
                         input_ids=torch.tensor([prompt], device=model.device),
                         attention_mask=torch.ones(
                             1, len(prompt), dtype=torch.long, device=model.device
                         ),
-                        max_new_tokens=s.max_new_tokens,
-                        min_new_tokens=0,
-                        do_sample=sample,
-                        temperature=s.temperature if sample else None,
-                        top_k=(s.top_k if s.top_k > 0 else None) if sample else None,
-                        top_p=s.top_p if sample else None,
-                        eos_token_id=eos_id,
-                        pad_token_id=pad_id if pad_id is not None else eos_id,
+                        **_generate_settings(s, eos_id, pad_id),
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_Until(stopped)]),
                     )
@@ -178,6 +170,22 @@ def _hf_streamer(model: Any, eos_id: int | None, pad_id: int | None) -> Callable
             raise failure[0]
 
     return stream
+
+
+def _generate_settings(s: Sampling, eos_id: int | None, pad_id: int | None) -> dict[str, Any]:
+    """transformers' ``generate`` arguments for ``s`` (greedy when its temperature is 0, and then
+    without temperature, top-k and top-p)."""
+    sample = s.temperature > 0
+    return {
+        "max_new_tokens": s.max_new_tokens,
+        "min_new_tokens": 0,
+        "do_sample": sample,
+        "temperature": s.temperature if sample else None,
+        "top_k": (s.top_k if s.top_k > 0 else None) if sample else None,
+        "top_p": s.top_p if sample else None,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id if pad_id is not None else eos_id,
+    }
 
 
 def load_hf_dir(path: Path, device: str) -> Generator:

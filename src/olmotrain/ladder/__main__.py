@@ -106,7 +106,7 @@ def _higher(args: argparse.Namespace, ladder: Any) -> bool | None:
     return ladder.config.higher_is_better if ladder is not None else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m olmotrain.ladder",
         description=__doc__.split("\n\n")[0],
@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--benchmark", action="store_true", help="run: throughput per size only")
     parser.add_argument("--steps", type=int, default=20, help="run --benchmark: steps per size")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
 
     from olmotrain.ladder.ladder import load
 
@@ -141,19 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         plan(ladder, args.json)
     elif args.command == "run":
         if args.benchmark:
-            if args.steps < 6:
-                raise UserError(
-                    f"--steps {args.steps} must be at least 6 (the first 5 are warm-up)"
-                )
-            results = ladder.benchmark(args.steps)
-            if args.json:
-                print(json.dumps(results))
-            else:
-                for r in results:
-                    mfu = f"{r['mfu']:.1f}%" if r["mfu"] is not None else "- (CPU)"
-                    print(
-                        f"{r['size']:<11} N {r['num_params']:>13,}  {r['tokens_per_s']:>10,.0f} tokens/s  MFU {mfu}"
-                    )
+            _benchmark(args, ladder)
             return 0
         plan(ladder, as_json=False)
         return ladder.run()
@@ -184,30 +177,49 @@ def main(argv: list[str] | None = None) -> int:
         result = decide(frame, _metric(args, ladder), _higher(args, ladder), sizes)
         print(json.dumps(result) if args.json else _decide_table(result))
     elif args.command == "report":
-        from olmotrain.ladder.decide import decide
-        from olmotrain.ladder.fit import fit_ladder
-        from olmotrain.ladder.report import write_report
-
-        frame = _points(args, ladder)
-        metric = _metric(args, ladder)
-        notes: list[str] = []
-        fit = decision = None
-        try:
-            fit = fit_ladder(frame, metric)
-        except UserError as exc:
-            notes.append(f"No scaling-law fit: {exc}.")
-        try:
-            decision = decide(
-                frame, metric, _higher(args, ladder), list(ladder.config.sizes) if ladder else None
-            )
-        except UserError as exc:
-            notes.append(f"No decision: {exc}.")
-        out = args.output or (ladder.sweep_dir / "report" if ladder else Path("ladder-report"))
-        name = ladder.config.name if ladder else args.points.stem
-        page = write_report(name, frame, fit, decision, out, notes)
-        frame.to_csv(out / "collected.csv", index=False)
-        print(f"report: {page}")
+        _report(args, ladder)
     return 0
+
+
+def _benchmark(args: argparse.Namespace, ladder: Any) -> None:
+    if args.steps < 6:
+        raise UserError(f"--steps {args.steps} must be at least 6 (the first 5 are warm-up)")
+    results = ladder.benchmark(args.steps)
+    if args.json:
+        print(json.dumps(results))
+        return
+    for r in results:
+        mfu = f"{r['mfu']:.1f}%" if r["mfu"] is not None else "- (CPU)"
+        print(
+            f"{r['size']:<11} N {r['num_params']:>13,}  {r['tokens_per_s']:>10,.0f} tokens/s  MFU {mfu}"
+        )
+
+
+def _report(args: argparse.Namespace, ladder: Any) -> None:
+    """The report page; a fit or decision that cannot be made is a note on it, not an error."""
+    from olmotrain.ladder.decide import decide
+    from olmotrain.ladder.fit import fit_ladder
+    from olmotrain.ladder.report import write_report
+
+    frame = _points(args, ladder)
+    metric = _metric(args, ladder)
+    notes: list[str] = []
+    fit = decision = None
+    try:
+        fit = fit_ladder(frame, metric)
+    except UserError as exc:
+        notes.append(f"No scaling-law fit: {exc}.")
+    try:
+        decision = decide(
+            frame, metric, _higher(args, ladder), list(ladder.config.sizes) if ladder else None
+        )
+    except UserError as exc:
+        notes.append(f"No decision: {exc}.")
+    out = args.output or (ladder.sweep_dir / "report" if ladder else Path("ladder-report"))
+    name = ladder.config.name if ladder else args.points.stem
+    page = write_report(name, frame, fit, decision, out, notes)
+    frame.to_csv(out / "collected.csv", index=False)
+    print(f"report: {page}")
 
 
 def _fit_table(result: dict[str, Any]) -> str:

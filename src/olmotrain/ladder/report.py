@@ -121,49 +121,59 @@ def write_report(
             lines.append(f"| {size} | " + " | ".join(_number(v) for v in row) + " |")
     if fit is not None:
         plot_fit(frame, fit, out / "fit.png")
-        lines += [
-            "",
-            f"## Scaling laws: `{fit.get('loss_metric', fit['metric'])}` = A C^-alpha + E",
-            "",
-        ]
-        lines += [
-            "| mix | A | alpha | E | held-out size | predicted | actual | error |",
-            "|---|---:|---:|---:|---|---:|---:|---:|",
-        ]
-        for mix, e in fit["fits"].items():
-            h = e.get("holdout") or {}
-            error = "-" if h.get("rel_error") is None else f"{h['rel_error']:+.2%}"
-            lines.append(
-                f"| {mix} | {e['A']:.4g} | {e['alpha']:.4f} | {e['E']:.4f} | {h.get('size', '-')} | "
-                f"{_number(h.get('predicted'))} | {_number(h.get('actual'))} | {error} |"
-            )
-        lines += ["", "![fit](fit.png)"]
+        lines += _fit_section(fit)
     if decision is not None:
         plot_decision(decision, out / "decision_accuracy.png")
-        better = "higher" if decision["higher_is_better"] else "lower"
-        lines += ["", f"## Which mix wins ({better} `{decision['metric']}` is better)", ""]
-        lines += [
-            "| size | ranking (best first) | decision accuracy vs "
-            + decision["target_size"]
-            + " |",
-            "|---|---|---:|",
-        ]
-        for size, order in decision["rankings"].items():
-            acc = decision["decision_accuracy"].get(size)
-            lines.append(
-                f"| {size} | {' > '.join(order)} | {_number(acc) if size != decision['target_size'] else 'target'} |"
-            )
-        predicted = decision.get("predicted", {})
-        if "ranking" in predicted:
-            lines += [
-                "",
-                f"Predicted by the scaling laws (sizes below {decision['target_size']}): "
-                f"{' > '.join(predicted['ranking'])}, decision accuracy "
-                f"{_number(predicted['decision_accuracy'])}.",
-            ]
-        elif "error" in predicted:
-            lines += ["", f"No predicted ranking: {predicted['error']}."]
-        lines += ["", "![decision accuracy](decision_accuracy.png)"]
+        lines += _decision_section(decision)
     page = out / "report.md"
     page.write_text("\n".join(lines) + "\n")
     return page
+
+
+def _fit_section(fit: dict[str, Any]) -> list[str]:
+    """The scaling-law table: each mix's fit and its held-out size's prediction."""
+    lines = [
+        "",
+        f"## Scaling laws: `{fit.get('loss_metric', fit['metric'])}` = A C^-alpha + E",
+        "",
+    ]
+    lines += [
+        "| mix | A | alpha | E | held-out size | predicted | actual | error |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for mix, e in fit["fits"].items():
+        h = e.get("holdout") or {}
+        error = "-" if h.get("rel_error") is None else f"{h['rel_error']:+.2%}"
+        lines.append(
+            f"| {mix} | {e['A']:.4g} | {e['alpha']:.4f} | {e['E']:.4f} | {h.get('size', '-')} | "
+            f"{_number(h.get('predicted'))} | {_number(h.get('actual'))} | {error} |"
+        )
+    lines += ["", "![fit](fit.png)"]
+    return lines
+
+
+def _decision_section(decision: dict[str, Any]) -> list[str]:
+    """The rankings at each size with their decision accuracy, and the predicted ranking."""
+    better = "higher" if decision["higher_is_better"] else "lower"
+    lines = ["", f"## Which mix wins ({better} `{decision['metric']}` is better)", ""]
+    lines += [
+        "| size | ranking (best first) | decision accuracy vs " + decision["target_size"] + " |",
+        "|---|---|---:|",
+    ]
+    for size, order in decision["rankings"].items():
+        acc = decision["decision_accuracy"].get(size)
+        lines.append(
+            f"| {size} | {' > '.join(order)} | {_number(acc) if size != decision['target_size'] else 'target'} |"
+        )
+    predicted = decision.get("predicted", {})
+    if "ranking" in predicted:
+        lines += [
+            "",
+            f"Predicted by the scaling laws (sizes below {decision['target_size']}): "
+            f"{' > '.join(predicted['ranking'])}, decision accuracy "
+            f"{_number(predicted['decision_accuracy'])}.",
+        ]
+    elif "error" in predicted:
+        lines += ["", f"No predicted ranking: {predicted['error']}."]
+    lines += ["", "![decision accuracy](decision_accuracy.png)"]
+    return lines

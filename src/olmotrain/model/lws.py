@@ -102,57 +102,11 @@ def layer_shapes(
     absent/null: absent qkv/ffn keeps every layer at the base heads / ``ffn_hidden`` (which is then
     required), absent output scales are 1.0. Raises ``UserError`` for inconsistent input.
     """
-    for key, value in (
-        ("d_model", d_model),
-        ("n_layers", n_layers),
-        ("head_dim", head_dim),
-        ("n_heads", n_heads),
-        ("n_kv_heads", n_kv_heads),
-    ):
-        if not _is_int(value) or value < 1:
-            raise UserError(f"model.{key}={value} must be a positive integer")
-    if n_heads % n_kv_heads:
-        divisors = [d for d in range(1, n_heads + 1) if n_heads % d == 0]
-        raise UserError(
-            f"model.n_kv_heads={n_kv_heads} does not divide model.n_heads={n_heads}; "
-            f"use one of {divisors}"
-        )
+    _check_base(d_model, n_layers, head_dim, n_heads, n_kv_heads)
     qkv, ffn, out = _scalar_pairs(lws)
     gqa_groups = n_heads // n_kv_heads
-
-    if qkv is None:
-        heads = [n_heads] * n_layers
-    else:
-        # OpenELM sizes query widths from d_model, so multiplier 1.0 must mean the base heads.
-        if n_heads * head_dim != d_model:
-            fix = (
-                f"set model.head_dim={d_model // n_heads}"
-                if d_model % n_heads == 0
-                else f"set model.d_model={n_heads * head_dim}"
-            )
-            raise UserError(
-                f"model.lws.qkv_scalars sizes query widths from model.d_model={d_model}, which "
-                f"must equal model.n_heads * model.head_dim = {n_heads} * {head_dim}; {fix}"
-            )
-        # The width is a multiple of head_dim * gqa_groups, so heads split evenly into kv groups.
-        heads = [
-            make_divisible(d_model * m, divisor=head_dim * gqa_groups) // head_dim
-            for m in layer_multipliers(*qkv, n_layers)
-        ]
-
-    if ffn is None:
-        if ffn_hidden is None or not _is_int(ffn_hidden) or ffn_hidden < 1:
-            raise UserError(
-                f"without model.lws.ffn_scalars every layer keeps the base FFN hidden size, "
-                f"which must be a positive integer (got {ffn_hidden})"
-            )
-        hidden = [ffn_hidden] * n_layers
-    else:
-        hidden = [
-            make_divisible(d_model * m, divisor=FFN_DIM_DIVISOR)
-            for m in layer_multipliers(*ffn, n_layers)
-        ]
-
+    heads = _layer_heads(qkv, d_model, n_layers, head_dim, n_heads, gqa_groups)
+    hidden = _layer_ffn_hidden(ffn, d_model, n_layers, ffn_hidden)
     scales = [1.0] * n_layers if out is None else layer_multipliers(*out, n_layers)
     shapes = [
         LayerShape(
@@ -172,6 +126,71 @@ def layer_shapes(
                 f"key-value heads; raise model.lws.qkv_scalars"
             )
     return shapes
+
+
+def _check_base(d_model: int, n_layers: int, head_dim: int, n_heads: int, n_kv_heads: int) -> None:
+    """The base sizes are positive integers, and the kv heads divide the query heads."""
+    for key, value in (
+        ("d_model", d_model),
+        ("n_layers", n_layers),
+        ("head_dim", head_dim),
+        ("n_heads", n_heads),
+        ("n_kv_heads", n_kv_heads),
+    ):
+        if not _is_int(value) or value < 1:
+            raise UserError(f"model.{key}={value} must be a positive integer")
+    if n_heads % n_kv_heads:
+        divisors = [d for d in range(1, n_heads + 1) if n_heads % d == 0]
+        raise UserError(
+            f"model.n_kv_heads={n_kv_heads} does not divide model.n_heads={n_heads}; "
+            f"use one of {divisors}"
+        )
+
+
+def _layer_heads(
+    qkv: tuple[float, float] | None,
+    d_model: int,
+    n_layers: int,
+    head_dim: int,
+    n_heads: int,
+    gqa_groups: int,
+) -> list[int]:
+    """Query heads per layer: the base ``n_heads``, or scaled by ``qkv_scalars``."""
+    if qkv is None:
+        return [n_heads] * n_layers
+    # OpenELM sizes query widths from d_model, so multiplier 1.0 must mean the base heads.
+    if n_heads * head_dim != d_model:
+        fix = (
+            f"set model.head_dim={d_model // n_heads}"
+            if d_model % n_heads == 0
+            else f"set model.d_model={n_heads * head_dim}"
+        )
+        raise UserError(
+            f"model.lws.qkv_scalars sizes query widths from model.d_model={d_model}, which "
+            f"must equal model.n_heads * model.head_dim = {n_heads} * {head_dim}; {fix}"
+        )
+    # The width is a multiple of head_dim * gqa_groups, so heads split evenly into kv groups.
+    return [
+        make_divisible(d_model * m, divisor=head_dim * gqa_groups) // head_dim
+        for m in layer_multipliers(*qkv, n_layers)
+    ]
+
+
+def _layer_ffn_hidden(
+    ffn: tuple[float, float] | None, d_model: int, n_layers: int, ffn_hidden: int | None
+) -> list[int]:
+    """FFN hidden size per layer: the base ``ffn_hidden``, or scaled by ``ffn_scalars``."""
+    if ffn is None:
+        if ffn_hidden is None or not _is_int(ffn_hidden) or ffn_hidden < 1:
+            raise UserError(
+                f"without model.lws.ffn_scalars every layer keeps the base FFN hidden size, "
+                f"which must be a positive integer (got {ffn_hidden})"
+            )
+        return [ffn_hidden] * n_layers
+    return [
+        make_divisible(d_model * m, divisor=FFN_DIM_DIVISOR)
+        for m in layer_multipliers(*ffn, n_layers)
+    ]
 
 
 def apply_lws(config: TransformerConfig, lws: Mapping[str, Any] | None) -> TransformerConfig:

@@ -18,7 +18,46 @@ def _tokens(x: float) -> str:
 def render_table(plan: Plan) -> str:
     """The plan as a table a person reads in the terminal."""
     p = plan
-    rows = [
+    rows = _rows(p)
+    width = max(len(k) for k, _ in rows)
+    lines = [f"olmotrain plan: {p.run_name}", ""]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    if len(set(p.layers)) > 1:
+        lines += ["", "  layers (heads / kv heads / head dim / FFN hidden):"]
+        lines += [
+            f"    {i:>3}  {s.n_heads:>3} / {s.n_kv_heads:>3} / {s.head_dim} / {s.ffn_hidden:,}"
+            for i, s in enumerate(p.layers)
+        ]
+    lines += ["", "  checkpoints (permanent; an ephemeral one is also kept for resuming):"]
+    lines += [
+        f"    step {ck.step:>8,}  {_tokens(ck.tokens):>7} tokens  {ck.label}"
+        for ck in p.checkpoints
+    ]
+    lines += ["", f"  data: {p.data.name} ({p.data.mix} mix)"]
+    lines.append(
+        f"    {'source':<16} {'ratio':>6} {'available':>14} {'requested':>14} {'repetition':>10}  fits"
+    )
+    for src in p.data.sources:
+        lines.append(f"    {src.name:<16} {_source_line(src)}")
+    for src in p.data.eval:
+        where = (
+            f"{src.files} remote file(s)"
+            if src.remote
+            else src.problem or f"{src.files} file(s), {src.tokens:,} tokens"
+        )
+        lines.append(f"    held-out {src.name:<16} {where}")
+    for problem in p.data.problems:
+        lines.append(f"    ! {problem}")
+    if p.data.note:
+        lines.append(f"    note: {p.data.note}")
+    for warning in p.warnings:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
+def _rows(p: Plan) -> list[tuple[str, str]]:
+    """The table's ``(name, value)`` rows, model to run dir."""
+    return [
         (
             "model",
             f"{p.model} (olmo-core {p.factory}): d_model {p.d_model}, {p.n_layers} layers, "
@@ -62,40 +101,6 @@ def render_table(plan: Plan) -> str:
         ("evaluation", _evaluation_line(p)),
         ("run dir", p.run_dir),
     ]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"olmotrain plan: {p.run_name}", ""]
-    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
-    if len(set(p.layers)) > 1:
-        lines += ["", "  layers (heads / kv heads / head dim / FFN hidden):"]
-        lines += [
-            f"    {i:>3}  {s.n_heads:>3} / {s.n_kv_heads:>3} / {s.head_dim} / {s.ffn_hidden:,}"
-            for i, s in enumerate(p.layers)
-        ]
-    lines += ["", "  checkpoints (permanent; an ephemeral one is also kept for resuming):"]
-    lines += [
-        f"    step {ck.step:>8,}  {_tokens(ck.tokens):>7} tokens  {ck.label}"
-        for ck in p.checkpoints
-    ]
-    lines += ["", f"  data: {p.data.name} ({p.data.mix} mix)"]
-    lines.append(
-        f"    {'source':<16} {'ratio':>6} {'available':>14} {'requested':>14} {'repetition':>10}  fits"
-    )
-    for src in p.data.sources:
-        lines.append(f"    {src.name:<16} {_source_line(src)}")
-    for src in p.data.eval:
-        where = (
-            f"{src.files} remote file(s)"
-            if src.remote
-            else src.problem or f"{src.files} file(s), {src.tokens:,} tokens"
-        )
-        lines.append(f"    held-out {src.name:<16} {where}")
-    for problem in p.data.problems:
-        lines.append(f"    ! {problem}")
-    if p.data.note:
-        lines.append(f"    note: {p.data.note}")
-    for warning in p.warnings:
-        lines.append(f"  warning: {warning}")
-    return "\n".join(lines)
 
 
 def _gib(n: float) -> str:

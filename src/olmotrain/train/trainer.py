@@ -188,26 +188,42 @@ def trainer_config(
     c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None
 ) -> Any:
     """olmo-core's ``TrainerConfig`` for the run, with every callback the run carries."""
-    from olmo_core.distributed.utils import get_rank, get_world_size
-    from olmo_core.train import Duration, TrainerConfig
-    from olmo_core.train.callbacks import (
-        CheckpointerCallback,
-        ConfigSaverCallback,
-        GPUMemoryMonitorCallback,
-    )
+    from olmo_core.train.callbacks import GPUMemoryMonitorCallback
 
-    from olmotrain.train.callbacks import (
-        HFExportCallback,
-        MetricsLogCallback,
-        SamplesCallback,
-        SourceTokensCallback,
-        WandBCallback,
-    )
-    from olmotrain.train.progress import ProgressCallback
+    from olmotrain.train.callbacks import HFExportCallback
 
     t, work_dir = c.train, str(run.path / "work")
     permanent = plan.permanent_steps
-    config = (
+    config = _base_trainer_config(c, plan, run, work_dir, permanent)
+    for name, callback in _evaluators(c, plan, run, work_dir, permanent).items():
+        config = config.with_callback(name, callback)
+    if device_type(c.cluster.device) == "cuda":
+        config = config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
+    if c.wandb.enabled:
+        config = config.with_callback("wandb", _wandb_callback(c, run))
+    if t.sample_prompts:
+        config = config.with_callback("samples", _samples_callback(c, plan, permanent))
+    if t.export_hf:
+        config = config.with_callback(
+            "export_hf", HFExportCallback(steps=permanent, output=str(run.path / "hf"))
+        )
+    for name, callback in (callbacks or {}).items():
+        config = config.with_callback(name, callback)
+    return config
+
+
+def _base_trainer_config(
+    c: RunConfig, plan: Plan, run: RunDir, work_dir: str, permanent: list[int]
+) -> Any:
+    """The ``TrainerConfig`` with the callbacks every run has: checkpoints, progress, metrics."""
+    from olmo_core.train import Duration, TrainerConfig
+    from olmo_core.train.callbacks import CheckpointerCallback, ConfigSaverCallback
+
+    from olmotrain.train.callbacks import MetricsLogCallback, SourceTokensCallback
+    from olmotrain.train.progress import ProgressCallback
+
+    t = c.train
+    return (
         TrainerConfig(
             save_folder=str(run.checkpoints),
             work_dir=work_dir,
@@ -238,50 +254,53 @@ def trainer_config(
         .with_callback("source_tokens", SourceTokensCallback(source_of_path=source_of_path(c.data)))
         .with_callback("config_saver", ConfigSaverCallback())
     )
+
+
+def _evaluators(
+    c: RunConfig, plan: Plan, run: RunDir, work_dir: str, permanent: list[int]
+) -> dict[str, Any]:
+    """The run's evaluator callbacks, by name."""
+    from olmo_core.distributed.utils import get_world_size
+
     tokenizer = olmo_tokenizer_config(c.tokenizer)
     batch = plan.micro_batch_instances * get_world_size()
     evaluators = evaluator_callbacks(c, permanent, plan.max_steps, tokenizer, work_dir, batch)
     if plan.init_from is not None and run.latest_step() is None and "lm_evaluator" in evaluators:
         # What the run starts from, measured before its first step (step 0 in metrics.jsonl).
         evaluators["lm_evaluator"].eval_on_startup = True
-    for name, callback in evaluators.items():
-        config = config.with_callback(name, callback)
-    if device_type(c.cluster.device) == "cuda":
-        config = config.with_callback("gpu_monitor", GPUMemoryMonitorCallback())
-    if c.wandb.enabled:
-        w = c.wandb
-        config = config.with_callback(
-            "wandb",
-            WandBCallback(
-                run_id=run.wandb_id() if get_rank() == 0 else None,  # one W&B run per run dir
-                name=w.name or c.run_name,
-                project=w.project,
-                entity=w.entity,
-                group=w.group,
-                tags=list(w.tags) or None,
-            ),
-        )
-    if t.sample_prompts:
-        every = t.sample_interval
-        steps = range(every, plan.max_steps + 1, every) if every else permanent
-        config = config.with_callback(
-            "samples",
-            SamplesCallback(
-                prompts=list(t.sample_prompts),
-                steps=sorted(set(steps) | {plan.max_steps}),
-                max_new_tokens=t.sample_max_new_tokens,
-                tokenizer_path=str(c.tokenizer.path),
-                vocab_size=c.tokenizer.vocab_size,
-                eos_id=c.tokenizer.eos_token_id,
-            ),
-        )
-    if t.export_hf:
-        config = config.with_callback(
-            "export_hf", HFExportCallback(steps=permanent, output=str(run.path / "hf"))
-        )
-    for name, callback in (callbacks or {}).items():
-        config = config.with_callback(name, callback)
-    return config
+    return evaluators
+
+
+def _wandb_callback(c: RunConfig, run: RunDir) -> Any:
+    from olmo_core.distributed.utils import get_rank
+
+    from olmotrain.train.callbacks import WandBCallback
+
+    w = c.wandb
+    return WandBCallback(
+        run_id=run.wandb_id() if get_rank() == 0 else None,  # one W&B run per run dir
+        name=w.name or c.run_name,
+        project=w.project,
+        entity=w.entity,
+        group=w.group,
+        tags=list(w.tags) or None,
+    )
+
+
+def _samples_callback(c: RunConfig, plan: Plan, permanent: list[int]) -> Any:
+    from olmotrain.train.callbacks import SamplesCallback
+
+    t = c.train
+    every = t.sample_interval
+    steps = range(every, plan.max_steps + 1, every) if every else permanent
+    return SamplesCallback(
+        prompts=list(t.sample_prompts),
+        steps=sorted(set(steps) | {plan.max_steps}),
+        max_new_tokens=t.sample_max_new_tokens,
+        tokenizer_path=str(c.tokenizer.path),
+        vocab_size=c.tokenizer.vocab_size,
+        eos_id=c.tokenizer.eos_token_id,
+    )
 
 
 def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | None = None) -> None:

@@ -299,49 +299,9 @@ class _Build:
         text_hash = hashlib.sha256()
         state = {"position": 0, "text_bytes": 0}
         self.progress.begin(source)
-
-        def tasks() -> Iterator[Task]:
-            fraction = plan.eval_fraction
-            for input_index, inp in enumerate(plan.inputs):
-                task = Task(input_index)
-                for text, data in inp.read(source):
-                    if not text:
-                        inp.empty += 1
-                        continue
-                    digest = hashlib.blake2b(data, digest_size=8).digest()
-                    value = int.from_bytes(digest, "big")
-                    split = "eval" if value / 2**64 < fraction else "train"
-                    text_hash.update(data)
-                    text_hash.update(b"\0")
-                    state["text_bytes"] += len(data)
-                    inp.documents += 1
-                    position = state["position"]
-                    state["position"] += 1
-                    at = resume_at[split]
-                    if at is not None and position < at[0]:
-                        verifiers[split].add(position, digest)
-                        self.progress.add(documents=1)
-                        continue
-                    task.texts.append(text)
-                    task.is_eval.append(split == "eval")
-                    task.skip_pieces.append(at[1] if at is not None and position == at[0] else 0)
-                    task.positions.append(position)
-                    task.digests.append(value)
-                    task.chars += len(text)
-                    if len(task.texts) >= BATCH_DOCS or task.chars >= BATCH_CHARS:
-                        yield task
-                        task = Task(input_index)
-                if task.texts:
-                    yield task
-                if inp.path is not None and not inp.documents:
-                    skipped = inp.bad_lines.count if inp.bad_lines is not None else 0
-                    if skipped and inp.path.name.endswith(".txt"):
-                        continue  # a .txt file is one document: it was bad, and is counted
-                    why = f"all {skipped:,} of its lines are bad" if skipped else "it is empty"
-                    raise UserError(f"input {str(inp.path)!r} holds no documents: {why}")
-
+        tasks = self._tasks(plan, resume_at, verifiers, text_hash, state)
         try:
-            for task, result in tokenizing.results(tasks(), source):
+            for task, result in tokenizing.results(tasks, source):
                 positions = np.array(task.positions, np.int64)
                 digests = np.array(task.digests, np.uint64)
                 written = 0
@@ -374,7 +334,64 @@ class _Build:
             verifiers[split].check(source, split)
         if not state["position"]:
             raise UserError(f"no documents in source {source!r}: its input is empty")
+        return self._entry(plan, writers, state["text_bytes"], text_hash.hexdigest())
 
+    def _tasks(
+        self,
+        plan: _SourcePlan,
+        resume_at: dict[str, Any],
+        verifiers: dict[str, Verifier],
+        text_hash: Any,
+        state: dict[str, int],
+    ) -> Iterator[Task]:
+        """The source's documents in batches to tokenize, each split by its hash; documents
+        before a split's resume point are only verified against the finished shards. Each
+        document's position and size go into ``state`` and its text into ``text_hash``."""
+        source = plan.name
+        fraction = plan.eval_fraction
+        for input_index, inp in enumerate(plan.inputs):
+            task = Task(input_index)
+            for text, data in inp.read(source):
+                if not text:
+                    inp.empty += 1
+                    continue
+                digest = hashlib.blake2b(data, digest_size=8).digest()
+                value = int.from_bytes(digest, "big")
+                split = "eval" if value / 2**64 < fraction else "train"
+                text_hash.update(data)
+                text_hash.update(b"\0")
+                state["text_bytes"] += len(data)
+                inp.documents += 1
+                position = state["position"]
+                state["position"] += 1
+                at = resume_at[split]
+                if at is not None and position < at[0]:
+                    verifiers[split].add(position, digest)
+                    self.progress.add(documents=1)
+                    continue
+                task.texts.append(text)
+                task.is_eval.append(split == "eval")
+                task.skip_pieces.append(at[1] if at is not None and position == at[0] else 0)
+                task.positions.append(position)
+                task.digests.append(value)
+                task.chars += len(text)
+                if len(task.texts) >= BATCH_DOCS or task.chars >= BATCH_CHARS:
+                    yield task
+                    task = Task(input_index)
+            if task.texts:
+                yield task
+            if inp.path is not None and not inp.documents:
+                skipped = inp.bad_lines.count if inp.bad_lines is not None else 0
+                if skipped and inp.path.name.endswith(".txt"):
+                    continue  # a .txt file is one document: it was bad, and is counted
+                why = f"all {skipped:,} of its lines are bad" if skipped else "it is empty"
+                raise UserError(f"input {str(inp.path)!r} holds no documents: {why}")
+
+    @staticmethod
+    def _entry(
+        plan: _SourcePlan, writers: dict[str, ShardWriter], text_bytes: int, text_sha256: str
+    ) -> dict[str, Any]:
+        """The source's manifest entry, from its written shards' records."""
         entry: dict[str, Any] = {"eval_fraction": plan.eval_fraction}
         per_input = [[0, 0] for _ in plan.inputs]
         for split in SPLITS:
@@ -391,8 +408,8 @@ class _Build:
             }
         entry["documents"] = entry["train"]["documents"] + entry["eval"]["documents"]
         entry["tokens"] = entry["train"]["tokens"] + entry["eval"]["tokens"]
-        entry["text_bytes"] = state["text_bytes"]
-        entry["text_sha256"] = text_hash.hexdigest()
+        entry["text_bytes"] = text_bytes
+        entry["text_sha256"] = text_sha256
         if plan.from_files:
             inputs = []
             for inp, (_, tokens) in zip(plan.inputs, per_input, strict=True):
