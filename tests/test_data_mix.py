@@ -88,7 +88,9 @@ def test_three_source_mix_with_repetition_and_filter_trains_in_ratio(three_sourc
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = metrics(tmp_path / "three")
     assert [r["step"] for r in records] == list(range(1, 13))
-    seen = {s: sum(r.get(f"tokens/{s}", 0) for r in records) for s in ("code_a", "code_b", "prose")}
+    seen = {
+        s: sum(r.get(f"data/tokens/{s}", 0) for r in records) for s in ("code_a", "code_b", "prose")
+    }
     total = sum(seen.values())
     assert total == 12 * 8192
     # olmo-core's mixture hands out whole 512-token instances (Hamilton rounding): within 1%.

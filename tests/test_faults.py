@@ -27,6 +27,7 @@ from conftest import (
     metrics,
     run_cli,
     start_train,
+    train_main,
 )
 
 pytestmark = pytest.mark.slow
@@ -107,11 +108,16 @@ def small_disk(path: Path, size_mb: int):
 
 
 def fill(path: Path) -> Path:
+    """Fill ``path``'s filesystem. Unbuffered: a buffered file's close would retry the bytes the
+    last write could not place and raise ENOSPC itself."""
     filler = path / "filler"
-    with open(filler, "wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 65536)
-            f.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 65536)
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -195,7 +201,7 @@ def test_a_token_file_changed_after_its_check_is_caught_before_training(embedded
     # Valid ids, other content, same size and mtime: resuming would train on other data.
     tokens = np.fromfile(path, dtype=np.uint16)
     rewrite_keeping_stat(path, np.roll(tokens, 1))
-    line = assert_one_line_error(run_cli(*args, "run_name=b"))
+    line = assert_one_line_error(train_main(*args, "run_name=b"))  # refused before training
     assert f"token file {path} changed since this run started training on it" in line, line
     assert "fresh=true" in line
 
@@ -203,7 +209,7 @@ def test_a_token_file_changed_after_its_check_is_caught_before_training(embedded
     bad = tokens.copy()
     bad[1000] = 9000  # vocab 8192
     rewrite_keeping_stat(path, bad)
-    line = assert_one_line_error(run_cli(*args, "run_name=c"))
+    line = assert_one_line_error(train_main(*args, "run_name=c"))
     assert f"{path} holds token id 9000" in line, line
     assert not (runs / "c").exists()
 

@@ -127,6 +127,7 @@ def test_gqa_changes_n_and_everything_downstream():
         "n_kv_heads": 2,
         "head_dim": 32,
         "ffn_hidden": mha["layers"][0]["ffn_hidden"],
+        "output_scale": 1.0,
     }
     assert gqa["lr"] > mha["lr"] and gqa["duration_tokens"] < mha["duration_tokens"]
 

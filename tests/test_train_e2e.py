@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 from conftest import (
+    ENGLISH_HELD_OUT,
     REPO,
     assert_one_line_error,
     checkpoint_steps,
@@ -24,6 +25,7 @@ RUN = [
     "train.max_steps=10",
     "train.global_batch_size=8192",
     "train.ephemeral_checkpoint_interval=3",
+    ENGLISH_HELD_OUT,  # the held-out report needs one source; several are test_eval's subject
 ]
 
 
