@@ -21,7 +21,7 @@ from olmotrain.console import setup_logging
 from olmotrain.errors import run_hydra, user_errors
 from olmotrain.plan import Plan
 from olmotrain.plan.render import render_table
-from olmotrain.train.startup import check_run, plan_run, print_plan
+from olmotrain.train.startup import check_run, plan_run, print_plan, start_drawer
 
 if TYPE_CHECKING:
     from olmotrain.train.rundir import RunDir
@@ -34,9 +34,10 @@ def main(cfg: DictConfig) -> None:
     setup_logging()
 
     # 1. The plan, from the config alone (derived once, here; saved as RUN_DIR/plan.json).
+    drawer = start_drawer(cfg)  # a dry run's LR picture, drawn beside olmo-core's import
     config, plan, mode = plan_run(cfg)
     if mode is not None:
-        print_plan(config, plan, mode)
+        print_plan(config, plan, mode, drawer=drawer)
         return
 
     # 2. Devices, data, run dir (resume it, refuse a different run, or report a finished one).

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from olmotrain.metrics import METRICS_LOG, TRAIN_LOSS, read_metrics_log
+from olmotrain.squeue import job_state
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
@@ -37,8 +38,7 @@ def timed(cmd: list[str]) -> float:
 
 
 def job_done(job: str) -> bool:
-    out = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout
-    return not out.strip()
+    return job_state(job) == "gone"
 
 
 def train(*args: str) -> None:

@@ -77,15 +77,25 @@ def test_nothing_is_derived_twice(monkeypatch):
 
 def test_a_run_dir_from_before_plan_json_still_reads(tmp_path):
     """Older run dirs froze the plan's numbers under ``derived:`` in config.yaml and have no
-    plan.json: their config loads (the old section ignored) and their plan is derived again."""
+    plan.json: their config loads (the old section left out of it), their plan is derived again
+    with the frozen numbers kept (what the run trained with), and an unreadable plan.json falls
+    back to the same."""
     config = resolve(compose(["experiment=smoke", f"output_root={tmp_path}"]))
     values = dataclasses.asdict(config)
-    values["derived"] = {"max_steps": 12345, "checkpoints": [{"tokens": 1, "step": 1}]}
+    frozen = {"max_steps": 7, "batch_size_tokens": 2048, "num_params": 5}
+    frozen["checkpoints"] = [{"tokens": 1024, "step": 6, "label": "period 1 0.01xC end"}]
+    values["derived"] = frozen
     run = tmp_path / "old"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     assert from_dict(values) == config
-    assert RunDir(run).plan() == derive_plan(config)
+    plan = RunDir(run).plan()
+    assert (plan.max_steps, plan.batch_size_tokens, plan.num_params) == (7, 2048, 5)
+    assert plan.checkpoints == [Checkpoint(1024, 6, "period 1 0.01xC end")]
+    fresh = derive_plan(config)
+    assert plan.lr == fresh.lr and plan.memory == fresh.memory  # not frozen: derived again
+    (run / "plan.json").write_text("{torn")
+    assert RunDir(run).plan() == plan
 
 
 @pytest.fixture

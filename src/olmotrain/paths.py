@@ -84,16 +84,22 @@ class AtomicFile:
         self.file: BinaryIO = os.fdopen(fd, "wb")
 
     def commit(self) -> None:
-        """Make the written bytes durable and visible under ``path`` (replacing what was there)."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        """Make the written bytes durable and visible under ``path`` (replacing what was there).
+        If that fails (a full disk), the temporary file is dropped before the error goes on."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
         fsync_directory(self.path.parent)
 
     def discard(self) -> None:
         """Drop the temporary file; ``path`` keeps what it held."""
-        self.file.close()
+        with contextlib.suppress(OSError):  # closing flushes: on a full disk that fails too
+            self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
 

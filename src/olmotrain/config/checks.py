@@ -94,7 +94,7 @@ def check_known_keys(cfg: Any) -> None:
 
 def suggest_key(key: str) -> str:
     """``did you mean ...?`` for a mistyped config key, or where the keys are listed."""
-    keys = [k for k in schema_keys() if not k.startswith("derived.")]
+    keys = schema_keys()
     parent, _, leaf = key.rpartition(".")
     siblings = [k for k in keys if k.rpartition(".")[0] == parent]
     close = difflib.get_close_matches(key, keys, n=2, cutoff=0.75) or [
@@ -107,7 +107,7 @@ def suggest_key(key: str) -> str:
     ]
     if close:
         return f"did you mean {' or '.join(close)}?"
-    return "see the config reference in README.md"
+    return "see docs/config-reference.md"
 
 
 HYDRA_ERRORS = (

@@ -192,14 +192,16 @@ def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> li
     return plans
 
 
-def check_data(config: RunConfig, duration_tokens: int) -> CheckedData:
+def check_data(
+    config: RunConfig, duration_tokens: int, report: DataReport | None = None
+) -> CheckedData:
     """Every start-up check of the run's data; returns its report (see :func:`data_report`).
 
     Raises ``UserError`` for the first problem: missing or malformed files, a mix that cannot be
     met, ids outside the vocabulary, data of another tokenizer.
     """
     data, tok = config.data, config.tokenizer
-    report = data_report(data, tok.vocab_size, duration_tokens)
+    report = report or data_report(data, tok.vocab_size, duration_tokens)
     files = [f"{r.name}: {r.problem}" for r in [*report.sources, *report.eval] if r.problem]
     if files:
         hint = "; run `make data`" if data.builder else ""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,11 +189,8 @@ def padded_held_out(
         return held_out
     pad = Path(work_dir) / f"heldout-padding-{missing}.npy"
     pad.parent.mkdir(parents=True, exist_ok=True)
-    if not pad.exists():
-        # Every rank writes the same bytes; a tmp name per process keeps their renames apart.
-        tmp = pad.with_name(f".{pad.name}.{os.getpid()}.tmp")
-        np.full(missing, tok.eos_token_id, dtype=dtype).tofile(tmp)
-        tmp.replace(pad)
+    if not pad.exists():  # every rank writes the same bytes, each through its own temporary
+        write_atomically(pad, np.full(missing, tok.eos_token_id, dtype=dtype).tobytes())
     return [*held_out, (held_out[0][0], str(pad))]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from olmotrain.ladder.fit import PowerLaw, final_points
+from olmotrain.paths import write_atomically
 
 
 def _plt():
@@ -126,7 +127,7 @@ def write_report(
         plot_decision(decision, out / "decision_accuracy.png")
         lines += _decision_section(decision)
     page = out / "report.md"
-    page.write_text("\n".join(lines) + "\n")
+    write_atomically(page, "\n".join(lines) + "\n")
     return page
 
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from olmotrain.config.naming import names_run, override_key, slug
 from olmotrain.errors import UserError
+from olmotrain.paths import write_atomically
 
 RECORD = "sweep.yaml"
 
@@ -96,7 +97,7 @@ def record_sweep(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> 
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = yaml.safe_dump(_sweep_record(config, job_overrides), sort_keys=False)
-    (sweep_dir / RECORD).write_text(record)
+    write_atomically(sweep_dir / RECORD, record)
 
 
 def check_sweep_dir(sweep_dir: Path, record: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ old run aside, nothing is deleted).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 from omegaconf.errors import OmegaConfBaseException
 
+from olmotrain.chinchilla import Checkpoint
 from olmotrain.config.compose import (
     LEGACY_DERIVED,
     from_dict,
@@ -36,6 +38,10 @@ from olmotrain.plan import Plan, derive_plan, load_plan, save_plan
 from olmotrain.train.lock import LOCK_FILES, Holder, RunLock
 
 log = logging.getLogger("olmotrain")
+
+LEGACY_PLAN_KEYS = ("max_steps", "batch_size_tokens", "duration_tokens", "warmup_tokens", "lr")
+LEGACY_PLAN_KEYS += ("micro_batch_instances", "checkpoints", "period_ends", "num_params")
+"""What an older olmotrain froze under ``derived:`` in a run's config.yaml and a plan reads back."""
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -78,9 +84,21 @@ class RunDir:
         return self.path / "config.yaml"
 
     def plan(self) -> Plan:
-        """The run's plan: its ``plan.json``, or, for a run dir written before plans were saved,
-        derived again from its ``config.yaml``. Raises ``UserError`` when neither reads."""
-        return load_plan(self.path) or derive_plan(load_run_config(self.config_path))
+        """The run's plan: its ``plan.json``; else (a run dir written before plans were saved, or
+        a plan.json that no longer reads) derived again from its ``config.yaml``, with the numbers
+        an older olmotrain froze there (``derived:``) kept: they are what the run trained with.
+        Raises ``UserError`` when the config does not read either."""
+        try:
+            if (plan := load_plan(self.path)) is not None:
+                return plan
+        except UserError as exc:
+            log.warning("olmotrain: %s; deriving the plan from config.yaml instead", exc)
+        plan = derive_plan(load_run_config(self.config_path))
+        frozen = (yaml.safe_load(self.config_path.read_text()) or {}).get(LEGACY_DERIVED) or {}
+        kept = {k: frozen[k] for k in LEGACY_PLAN_KEYS if k in frozen}
+        if "checkpoints" in kept:
+            kept["checkpoints"] = [Checkpoint(**ck) for ck in kept["checkpoints"]]
+        return dataclasses.replace(plan, **kept)
 
     @property
     def checkpoints(self) -> Path:

@@ -19,12 +19,13 @@ from olmotrain.config.checks import check_known_keys, dry_run_mode
 from olmotrain.config.compose import complete, resolve
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.embedded import build_embedded
-from olmotrain.data.mix import CheckedData, check_data, data_report
+from olmotrain.data.mix import CheckedData, check_data
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.model.parallel import attention_backend, check_devices, check_parallel, device_type
 from olmotrain.paths import check_writable
 from olmotrain.plan import Plan, derive_plan
+from olmotrain.plan.lr_plot import Drawer, plot_lr_schedule
 from olmotrain.plan.render import render_table
 from olmotrain.train.rundir import RunDir
 
@@ -60,17 +61,28 @@ def plan_run(cfg: DictConfig) -> tuple[RunConfig, Plan, str | None]:
     return config, derive_plan(config), mode
 
 
+def start_drawer(cfg: DictConfig) -> Drawer | None:
+    """For a dry run, the LR picture's helper process, started before olmo-core is imported so
+    that matplotlib's import overlaps it (a bad ``dry_run`` value is reported by :func:`plan_run`)."""
+    try:
+        return Drawer() if dry_run_mode(cfg.dry_run) else None
+    except UserError:
+        return None
+
+
 def print_plan(
-    config: RunConfig, plan: Plan, mode: str, extra: dict[str, Any] | None = None
+    config: RunConfig,
+    plan: Plan,
+    mode: str,
+    extra: dict[str, Any] | None = None,
+    drawer: Drawer | None = None,
 ) -> None:
     """The dry run's output on stdout: the plan table or one JSON object (with ``extra`` keys),
     and the LR schedule's picture, written beside the run dirs (never into one)."""
     import json
     import sys
 
-    from olmotrain.plan.lr_plot import plot_lr_schedule
-
-    png = plot_lr_schedule(config, plan)
+    png = plot_lr_schedule(config, plan, drawer)
     line = f"lr schedule plot  {png}"
     if mode == "json":
         print(json.dumps({**plan.to_dict(), "lr_schedule_plot": str(png), **(extra or {})}))
@@ -80,15 +92,14 @@ def print_plan(
         print(f"\n{line}")
 
 
-def ensure_data(config: RunConfig, duration_tokens: int) -> CheckedData:
+def ensure_data(config: RunConfig, plan: Plan) -> CheckedData:
     """The run's data, checked; the embedded dataset is built first when files are missing."""
-    data = config.data
-    if data.builder == "embedded":
-        report = data_report(data, config.tokenizer.vocab_size, duration_tokens)
-        if any(r.problem for r in [*report.sources, *report.eval]):
-            check_writable(Path(str(data.root)), f"data_root={config.data_root}")
-            build_embedded(Path(str(data.root)), config.tokenizer.name)
-    return check_data(config, duration_tokens)
+    data, report = config.data, plan.data
+    if data.builder == "embedded" and any(r.problem for r in [*report.sources, *report.eval]):
+        check_writable(Path(str(data.root)), f"data_root={config.data_root}")
+        build_embedded(Path(str(data.root)), config.tokenizer.name)
+        report = None  # the files are new: the plan's report of them is not
+    return check_data(config, plan.duration_tokens, report)
 
 
 def check_evaluation(config: RunConfig) -> None:
@@ -153,16 +164,11 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
     else:
         check_parallel(config.parallel, cluster.devices, cluster.device)
     run = RunDir(Path(plan.run_dir))
-    # Room for the first checkpoint (step 0 is saved before the first step), checked now: a
-    # nearly full disk is one line before any work, as one that fills up during training is.
-    room = plan.estimate.checkpoint_bytes if config.train.save_checkpoints else 1 << 20
-    check_writable(
-        run.path, f"output_root={config.output_root}", room, "one checkpoint of this run"
-    )
+    check_writable(run.path, f"output_root={config.output_root}")
     for part in (run.checkpoints, run.path / "work"):
         if part.exists():  # a file where the run keeps a directory, or one it cannot write
             check_writable(part, f"run dir {run.path}")
-    data = ensure_data(config, plan.duration_tokens)
+    data = ensure_data(config, plan)
     check_evaluation(config)
     check_samples_and_export(config)
     check_wandb(config)
@@ -177,6 +183,12 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
         model = transformer_config(config.model, config.tokenizer.vocab_size)
         check_init_shapes(plan.init_from, model)
     finished = step if step is not None and step >= plan.max_steps else None
+    if finished is None and config.train.save_checkpoints:
+        # Room for the next checkpoint (a new run saves step 0 before its first step), checked
+        # before any work: a nearly full disk is one line, as one that fills during training is.
+        room = plan.estimate.checkpoint_bytes
+        where = f"output_root={config.output_root}"
+        check_writable(run.path, where, room, "one checkpoint of this run")
     for note in data.file_notes:  # said once everything passed: errors stay one line
         log.warning("olmotrain: %s", note)
     return Startup(config, plan, run, data, finished)
