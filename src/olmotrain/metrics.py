@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +86,20 @@ def parse_downstream(key: str) -> tuple[str, str] | None:
 
 def by_source(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The held-out metrics as ``{source: {label: value}}``."""
-    out: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        if parsed := parse_lm(key):
-            out.setdefault(parsed[0], {})[parsed[1]] = float(value)
-    return out
+    return _grouped(metrics, parse_lm)
 
 
 def by_task(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The downstream metrics as ``{task: {label: value}}``."""
+    return _grouped(metrics, parse_downstream)
+
+
+def _grouped(
+    metrics: dict[str, Any], parse: Callable[[str], tuple[str, str] | None]
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
-        if parsed := parse_downstream(key):
+        if parsed := parse(key):
             out.setdefault(parsed[0], {})[parsed[1]] = float(value)
     return out
 
