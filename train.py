@@ -75,7 +75,7 @@ def print_summary(
     """Final losses, the held-out loss against the unigram baseline, and where things are."""
     from olmotrain.data.mix import pooled_eval_loss
 
-    print(f"\nolmotrain: {plan.run_name} finished at step {result.final_step}/{plan.max_steps}")
+    print(f"olmotrain: {plan.run_name} finished at step {result.final_step}/{plan.max_steps}")
     if result.train_loss is not None:
         print(f"  train loss       {result.train_loss:.3f} nats")
     if baseline and result.eval_losses:
@@ -97,6 +97,10 @@ def print_summary(
         print(f"  tokens by source {shares}")
     print(f"  checkpoint       {result.checkpoint}")
     print(f"  metrics          {run.metrics_path}")
+    if result.samples:
+        print(f"  samples at step {result.samples_step} (greedy):")
+        for s in result.samples:
+            print(f"    {s['prompt']!r} -> {s['completion']!r}")
 
 
 if __name__ == "__main__":

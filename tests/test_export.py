@@ -213,6 +213,18 @@ def test_generation_streams_and_stops_at_the_stop_text(olmo3):
     assert sampled[0] == sampled[1]  # seeded sampling is reproducible
 
 
+def test_several_prompts_print_separated_completions_and_no_library_noise(olmo3):
+    proc = run_module("olmotrain.generate", str(olmo3), "--prompt", PROMPT, "--prompt", "x = ",
+                      "--max-new-tokens", "6")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "--- 1/2 ---" and lines[1].startswith(PROMPT)
+    second = lines.index("--- 2/2 ---")
+    assert lines[second + 1].startswith("x = ") and lines[second - 1] == ""
+    for noise in ("transformer_engine", "torch.distributed is disabled", "Loading weights"):
+        assert noise not in proc.stderr, proc.stderr
+
+
 def test_olmo_core_reads_our_checkpoints_directly(gqa, tmp_path):
     ckpt = gqa / "checkpoints" / "step8"
     out = tmp_path / "olmo_core_hf"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 import yaml
@@ -26,6 +28,8 @@ RUN = [
     "train.global_batch_size=8192",
     "train.ephemeral_checkpoint_interval=3",
     ENGLISH_HELD_OUT,  # the held-out report needs one source; several are test_eval's subject
+    "train.sample_prompts=[def main]",
+    "train.sample_max_new_tokens=4",
 ]
 
 
@@ -58,6 +62,20 @@ def test_a_short_run_trains_checkpoints_and_reports(uninterrupted):
     assert f"checkpoint       {run_dir}/checkpoints/step10" in proc.stdout
     # Progress a person can follow: step/total, loss, ETA.
     assert "[step=5/10" in proc.stdout + proc.stderr and "eta=" in proc.stdout + proc.stderr
+
+
+def test_the_output_reads_as_one_report_and_one_log(uninterrupted):
+    run_dir, proc = uninterrupted
+    assert proc.stdout.startswith("olmotrain: full finished at step 10/10"), proc.stdout[:200]
+    assert "samples at step 10 (greedy):" in proc.stdout and "'def main' -> " in proc.stdout
+    # Log lines have one format (olmo-core's own, dated and tab-separated, is replaced) and no
+    # library chatter; olmotrain's thread count is the one in force.
+    assert not re.search(r"^\d{4}-\d\d-\d\d ", proc.stderr, re.M), proc.stderr[:3000]
+    for noise in ("transformer_engine", "Setting env var", "Will skip setting env var",
+                  "Using attention backend", "Loading weights"):  # fmt: skip
+        assert noise not in proc.stderr, noise
+    threads = re.search(r"INFO olmotrain: (\d+) CPU thread\(s\) per rank", proc.stderr)
+    assert threads and int(threads.group(1)) == len(os.sched_getaffinity(0))
 
 
 def test_kill_9_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_path):

@@ -91,6 +91,9 @@ def run_command(
 ) -> NoReturn:
     """Run a command's ``main(argv)`` and exit with its status; user and filesystem errors (as
     ``explain`` knows them) end as one line and exit 2, Ctrl-C as ``interrupted`` and 130."""
+    from olmotrain.console import quiet_libraries
+
+    quiet_libraries()
     try:
         code = main(argv)
     except KeyboardInterrupt:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -132,8 +132,9 @@ def export_hf(
     try:
         with tempfile.TemporaryDirectory(prefix="olmotrain-tokenizer-") as tok_dir:
             shutil.copyfile(str(config.tokenizer.path), Path(tok_dir) / "tokenizer.json")
-            # olmo-core prints the model config with rich on stdout; ours is for results.
-            with contextlib.redirect_stdout(sys.stderr), hf_config_with_head_dim():
+            # olmo-core prints the whole model config with rich on stdout: ours is for results,
+            # and the export line below names the model.
+            with contextlib.redirect_stdout(io.StringIO()), hf_config_with_head_dim():
                 convert_checkpoint_to_hf(
                     checkpoint,
                     staging,

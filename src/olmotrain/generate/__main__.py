@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from olmotrain.console import setup_logging
 from olmotrain.errors import UserError, run_command
 from olmotrain.generate.engine import ENGINES, is_hf_dir, load_checkpoint, load_hf_dir, read_prompts
 from olmotrain.model.sample import Sampling
@@ -27,6 +28,11 @@ def sampling_of(args: argparse.Namespace) -> Sampling:
     if args.top_k == 0 or args.top_k < -1:
         raise UserError(f"--top-k {args.top_k} must be a positive count (or -1 for no limit)")
     return Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+
+
+def completion_rule(index: int, count: int) -> str:
+    """The line above completion ``index`` (from 0) of ``count``: ``--- 2/3 ---``."""
+    return f"--- {index + 1}/{count} ---"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(not p.strip() for p in prompts):
         raise UserError("a prompt is empty; give some text to complete")
     sampling = sampling_of(args)
+    setup_logging()  # after the checks: a bad input is one line, nothing else
     from olmotrain.model.parallel import device_type
 
     device = device_type(args.device)
@@ -84,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         target = find_checkpoint(path, args.step)
         generator = load_checkpoint(target.config, target.path, args.engine, device)
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):
         if args.json:
             done = generator.generate(prompt, sampling, args.stop)
             print(json.dumps(done.to_dict()), flush=True)
             continue
+        if len(prompts) > 1:  # completions may span lines: a rule says where each one starts
+            print(f"{'' if i == 0 else chr(10)}{completion_rule(i, len(prompts))}", flush=True)
         print(prompt, end="", flush=True)
         generator.generate(
             prompt, sampling, args.stop, on_text=lambda t: print(t, end="", flush=True)

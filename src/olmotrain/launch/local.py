@@ -20,6 +20,7 @@ from pathlib import Path
 
 from olmotrain.config.compose import load_run_config
 from olmotrain.errors import UserError
+from olmotrain.model.parallel import usable_cpus
 
 
 def free_port() -> int:
@@ -61,7 +62,7 @@ def run_local_ranks(run_dir: Path, world_size: int, device: str) -> None:
     port = free_port()
     # CPU ranks share the cores; GPU ranks each drive their own device.
     threads = (
-        max(1, (os.cpu_count() or 1) // world_size)
+        max(1, usable_cpus() // world_size)
         if device == "cpu"
         else int(os.environ.get("OMP_NUM_THREADS", "8"))
     )

@@ -53,6 +53,32 @@ def device_type(wanted: str) -> str:
     return wanted
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (``taskset``, SLURM's CPU binding), which can be
+    fewer than the machine's ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Make ``threads`` (default: ``OMP_NUM_THREADS`` if set, else the usable CPUs) the intra-op
+    thread count in force, and return it.
+
+    torch sizes its thread pool when it is imported, so setting ``OMP_NUM_THREADS`` afterwards
+    (which is all olmo-core's environment set-up does) changes nothing in a running process.
+    """
+    import torch
+
+    if threads is None:
+        threads = int(os.environ.get("OMP_NUM_THREADS") or usable_cpus())
+    threads = max(1, threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def check_devices(wanted: str, devices: int) -> int:
     """``devices`` local ranks on ``cluster.device=wanted``, checked against this machine."""
     device = device_type(wanted)
@@ -67,7 +93,7 @@ def check_devices(wanted: str, devices: int) -> int:
                 f"cluster.devices={devices} but this machine has {have} GPU(s); use cluster.devices<={have}"
             )
     else:
-        have = os.cpu_count() or 1
+        have = usable_cpus()
         if devices > have:
             raise UserError(
                 f"cluster.devices={devices} CPU ranks but this machine has {have} cores; use cluster.devices<={have}"

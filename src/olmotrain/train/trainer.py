@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from olmotrain.config.compose import to_dict
@@ -46,6 +46,7 @@ from olmotrain.model.parallel import (
     device_type,
     dp_config,
     float8_config,
+    set_cpu_threads,
 )
 from olmotrain.plan import Plan
 from olmotrain.plan.schedule import scheduler
@@ -64,6 +65,9 @@ class TrainResult:
     checkpoint: str | None
     source_tokens: dict[str, int]
     """Tokens trained on per data source, over the whole run."""
+    samples: list[dict[str, str]] = field(default_factory=list)
+    """The last text samples (``prompt``, ``completion``) and the step they were taken at."""
+    samples_step: int | None = None
 
     @classmethod
     def from_run(cls, run: RunDir) -> TrainResult:
@@ -79,7 +83,16 @@ class TrainResult:
                     source = k[len(SOURCE_TOKENS_PREFIX) :]
                     seen[source] = seen.get(source, 0) + v
         loss = last_value(records, TRAIN_LOSS)
-        return cls(step, loss, evals, str(run.checkpoints / f"step{step}"), seen)
+        sampled = next((r for r in reversed(records) if r.get("samples")), {})
+        return cls(
+            step,
+            loss,
+            evals,
+            str(run.checkpoints / f"step{step}"),
+            seen,
+            samples=sampled.get("samples", []),
+            samples_step=sampled.get("step"),
+        )
 
 
 @contextlib.contextmanager
@@ -88,15 +101,14 @@ def environment(c: RunConfig) -> Iterator[str]:
     from olmo_core.train import prepare_training_environment, teardown_training_environment
 
     device = device_type(c.cluster.device)
-    # olmo-core defaults OMP_NUM_THREADS to 8, which oversubscribes small CPU machines.
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    # The plan (printed before training) already shows the model; skip olmo-core's module dump.
-    logging.getLogger("olmo_core.nn.transformer.config").setLevel(logging.WARNING)
+    # olmo-core would default OMP_NUM_THREADS to 8, oversubscribing small CPU machines.
+    threads = set_cpu_threads()
     # A CUDA-capable backend string makes olmo-core pick a GPU, so CPU runs get plain gloo.
     backend = "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
     with contextlib.redirect_stdout(sys.stderr):  # olmo-core logs to stdout; ours is for results
         prepare_training_environment(seed=c.seed, backend=backend)
     logs_to_stderr()
+    log.info("%d CPU thread(s) per rank (torch.get_num_threads)", threads)
     try:
         yield device
     finally:
