@@ -7,11 +7,15 @@ process-level contract (exit status, nothing but the plan on stdout, no tracebac
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from conftest import REPO, assert_one_line_error, dry_run_json, run_cli, train_main
 
+from olmotrain.config.checks import compose_checked
 from olmotrain.config.compose import compose, resolve
+from olmotrain.errors import UserError
+from olmotrain.ladder.config import load_ladder
 from olmotrain.plan import derive_plan
 
 REAL = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]
@@ -199,3 +203,90 @@ def test_multirun_resolves_each_job_with_its_own_model():
             d = derive_plan(resolve(compose(args)))
             expected[(model, multiple)] = (d.num_non_embedding_params, d.max_steps)
     assert got == expected and len({v[0] for v in got.values()}) == 2
+
+
+@pytest.fixture
+def user_config():
+    """Write a config file into conf/<group>/ under a unique name (removed after the test)."""
+    written: list = []
+
+    def write(group: str, text: str) -> str:
+        name = f"test_{uuid.uuid4().hex[:8]}"
+        path = REPO / "conf" / group / f"{name}.yaml"
+        written.append(path)
+        path.write_text(text)
+        return name
+
+    yield write
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+EMBEDDED_TYPO = (
+    (REPO / "conf/data/embedded.yaml")
+    .read_text()
+    .replace("  - name: english_docs\n", "  - name: english_docs\n    ratoi: 0.7\n")
+)
+
+
+def test_a_typo_in_a_data_config_names_the_file_the_key_and_the_fix(user_config):
+    name = user_config("data", EMBEDDED_TYPO)
+    line = assert_one_line_error(train_main(f"data={name}", "dry_run=true"))
+    assert line == (
+        f"error: conf/data/{name}.yaml: unknown key 'sources.english_docs.ratoi'; "
+        "did you mean ratio?"
+    )
+
+
+SOURCE = "sources:\n  - name: code\n    paths: [a.npy]\n"
+GLOBAL = "# @package _global_\n"
+
+
+@pytest.mark.parametrize(
+    ("group", "text", "expected"),
+    [
+        ("data", "sources:\n  - name: code\n    paths: a.npy\n",
+         "sources.code.paths must be a list, not the text 'a.npy'; write paths: [\"a.npy\"]"),
+        ("data", "sources:\n  code: {paths: [a.npy]}\n", "sources must be a list, not a mapping"),
+        ("data", SOURCE + "num_workers: four\n",
+         "num_workers must be a whole number, not the text 'four'"),
+        ("data", SOURCE + "num_workerz: 4\n", "unknown key 'num_workerz'; did you mean num_workers?"),
+        ("data", "sources:\n  - [a.npy]\n", "sources[0] must be a mapping (key: value lines), not a list"),
+        ("data", "sources: [\n", "not valid YAML (expected the node content, but found '<stream end>' at line 2, column 1)"),
+        ("model", "name: m\nfactory: olmo2_14M\nn_layer: 3\n", "unknown key 'n_layer'; did you mean n_layers?"),
+        ("model", "name: m\nfactory: olmo2_14M\nn_layers: many\n",
+         "n_layers must be a whole number, not the text 'many'"),
+        ("model", "name: m\nfactory: olmo2_14M\nlws: [1]\n",
+         "lws must be a mapping (key: value lines), not a list"),
+        ("experiment", GLOBAL + "train:\n  max_stesp: 3\n",
+         "unknown key 'train.max_stesp'; did you mean max_steps?"),
+        ("experiment", GLOBAL + "train:\n  lr: fast\n", "train.lr must be a number, not the text 'fast'"),
+        ("experiment", GLOBAL + "defaults:\n  - override /model: olmo2_1m\nseedd: 1\n",
+         "unknown key 'seedd'; did you mean seed?"),
+    ],
+)  # fmt: skip
+def test_a_mistake_in_a_config_file_is_one_line_naming_key_and_fix(
+    user_config, group, text, expected
+):
+    name = user_config(group, text)
+    with pytest.raises(UserError) as err:
+        compose_checked([f"{group}={name}"])
+    assert str(err.value) == f"conf/{group}/{name}.yaml: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chinchila_multiple: 0.1\n", "unknown key 'chinchila_multiple'; did you mean chinchilla_multiple?"),
+        ("chinchilla_multiple: lots\n", "chinchilla_multiple must be a number, not the text 'lots'"),
+        ("seeds: 42\n", "seeds must be a list, not 42; write seeds: [42]"),
+        ("overrides: {eval.limit: 5}\n", "overrides must be a list, not a mapping"),
+        ("seeds: [\n", "not valid YAML (expected the node content, but found '<stream end>' at line 5, column 1)"),
+    ],
+)  # fmt: skip
+def test_a_mistake_in_a_ladder_file_is_one_line_naming_key_and_fix(tmp_path, text, expected):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nsizes: [olmo2_1m, dd_4m]\nmixes: [embedded]\n" + text)
+    with pytest.raises(UserError) as err:
+        load_ladder(str(path))
+    assert str(err.value) == f"{path}: {expected}"

@@ -716,3 +716,64 @@ def test_output_of_another_tokenizer_is_refused(tmp_path):
     )
     assert replaced.returncode == 0, replaced.stderr
     assert load_manifest(tmp_path / "out")["tokenizer"]["name"] == Path(NEOX_20B).stem
+
+
+def test_prepare_knows_every_tokenizer_train_py_knows(embedded_data, monkeypatch):
+    from olmotrain.config.compose import compose, group_options, resolve
+    from olmotrain.data.tokenizer import resolve_tokenizer
+
+    monkeypatch.setenv("OLMOTRAIN_DATA_ROOT", str(embedded_data.parents[1]))
+    for name in group_options("tokenizer"):  # the names train.py's tokenizer= takes
+        tok = resolve(compose([f"tokenizer={name}"])).tokenizer  # as train.py sees it
+        if tok.path is None:  # dolma2: config only, no tokenizer.json offline
+            with pytest.raises(UserError, match=f"tokenizer {name} has no local tokenizer.json"):
+                resolve_tokenizer(name)
+            continue
+        spec = resolve_tokenizer(name)
+        assert (spec.name, spec.path, spec.eos_token_id, spec.pad_token_id) == (
+            name,
+            Path(tok.path).resolve(),
+            tok.eos_token_id,
+            tok.pad_token_id,
+        )
+
+
+def test_prepare_ends_with_a_data_config_that_plans(embedded_data, tmp_path):
+    from conftest import REPO, train_main
+
+    (tmp_path / "code").mkdir()
+    for name, doc in zip(CODE_FILES, code_docs(), strict=True):
+        (tmp_path / "code" / (name.replace("/", "_") + ".txt")).write_text(doc, encoding="utf-8")
+    lines = [json.dumps({"text": doc}) for doc in PROSE * 3]
+    (tmp_path / "prose.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "mine"
+    result = module_main(
+        "olmotrain.prepare", "code", "words=prose.jsonl", "--output", str(out),
+        "--tokenizer", "embedded_bpe8k", "--eval-fraction", "0.3", "--workers", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    head, snippet = result.stdout.split("Save this as conf/data/mine.yaml, then train with ")
+    command, snippet = snippet.split(":\n", 1)
+    assert command == "`python train.py data=mine tokenizer=embedded_bpe8k`"
+    manifest = load_manifest(out)
+    assert all(manifest["sources"][s]["eval"]["tokens"] for s in ("code", "words"))
+    name = f"test_{os.getpid()}_prepared"
+    path = REPO / "conf" / "data" / f"{name}.yaml"
+    try:
+        path.write_text(snippet)
+        short = ["train.sequence_length=512", "train.global_batch_size=1024", "train.max_steps=2"]
+        plan = train_main(
+            f"data={name}", "tokenizer=embedded_bpe8k", f"output_root={tmp_path}", "dry_run=json",
+            *short,  # a run short enough for this little text
+        )  # fmt: skip
+    finally:
+        path.unlink(missing_ok=True)
+    assert plan.returncode == 0, plan.stderr
+    data = json.loads(plan.stdout)["data"]
+    assert data["problems"] == [] and data["name"] == name
+    assert {s["name"]: s["tokens"] for s in data["sources"]} == {
+        s: e["train"]["tokens"] for s, e in manifest["sources"].items()
+    }
+    assert {s["name"]: s["tokens"] for s in data["eval"]} == {
+        s: e["eval"]["tokens"] for s, e in manifest["sources"].items()
+    }

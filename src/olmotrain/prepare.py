@@ -8,6 +8,8 @@ nothing for a finished one; bad input is one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 from pathlib import Path
 
 from olmotrain.data.prepare.build import prepare_files
@@ -15,11 +17,12 @@ from olmotrain.data.prepare.manifest import (
     DEFAULT_EVAL_FRACTION,
     DEFAULT_EVAL_PIECE_TOKENS,
     DEFAULT_SHARD_TOKENS,
+    format_data_config,
     format_summary,
 )
 from olmotrain.data.prepare.progress import Progress
 from olmotrain.data.prepare.readers import expand_inputs
-from olmotrain.data.tokenizer import KNOWN_TOKENIZERS, resolve_tokenizer
+from olmotrain.data.tokenizer import resolve_tokenizer, tokenizer_names
 from olmotrain.errors import EXIT_INTERRUPTED, UserError, run_command
 
 
@@ -42,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tokenizer",
         required=True,
-        help=f"known name ({', '.join(KNOWN_TOKENIZERS)}) or path to a tokenizer.json",
+        help=f"a name train.py knows ({', '.join(tokenizer_names())}) or a tokenizer.json path",
     )
     parser.add_argument(
         "--workers",
@@ -123,7 +126,34 @@ def main(argv: list[str] | None = None) -> int:
     skipped = manifest.get("totals", {}).get("skipped_lines")
     if skipped:
         print(f"  skipped {skipped:,} bad lines (listed per input in the manifest)")
+    print(next_step(manifest, Path(args.output), args.tokenizer))
     return 0
+
+
+def next_step(manifest: dict, output: Path, tokenizer: str) -> str:
+    """How to train on what was written: a data config to paste into ``conf/data/NAME.yaml``
+    (and, for a tokenizer given as a file, a ``conf/tokenizer/`` config), and the command."""
+    name = re.sub(r"\W", "_", output.resolve().name)
+    tok = manifest["tokenizer"]
+    parts = []
+    if tokenizer not in tokenizer_names():  # train.py knows tokenizers by name only
+        tok_name = re.sub(r"\W", "_", tok["name"])
+        if tok_name in tokenizer_names():  # never ask to overwrite a shipped tokenizer config
+            tok_name = f"{name}_tokenizer"
+        file = json.dumps(str((output / tok["path"]).resolve()))
+        parts.append(
+            f"\nSave this as conf/tokenizer/{tok_name}.yaml:\n"
+            f"name: {tok_name}\nvocab_size: {tok['vocab_size']}\n"
+            f"eos_token_id: {tok['eos_token_id']}\npad_token_id: {tok['pad_token_id']}\n"
+            f"path: {file}"
+        )
+        tokenizer = tok_name
+    parts.append(
+        f"\nSave this as conf/data/{name}.yaml, then train with "
+        f"`python train.py data={name} tokenizer={tokenizer}`:\n"
+        + format_data_config(manifest, output)
+    )
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

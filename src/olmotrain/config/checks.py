@@ -13,6 +13,7 @@ from typing import Any, get_type_hints
 
 from olmotrain.config import schema
 from olmotrain.config.compose import CONFIG_DIR, GROUPS, compose, group_options
+from olmotrain.config.file_errors import group_file_mistake, yaml_mistake
 from olmotrain.errors import UserError, user_error_line
 
 DRY_RUN_MODES = {
@@ -131,6 +132,10 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     text = "\n".join(str(e) for e in chain)
+    # A mistake in a config file: name the file and the key.
+    in_file = group_file_mistake(text) or next(filter(None, map(yaml_mistake, chain)), None)
+    if in_file is not None:
+        return in_file, 2
     full_key = re.search(r"full_key: (\S+)", text)
     key = full_key.group(1) if full_key else None
     overridden = re.search(r"Could not override '([^']+)'", text)

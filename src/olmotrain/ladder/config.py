@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from olmotrain.config.compose import CONFIG_DIR, group_options
+from olmotrain.config.file_errors import find_mistake, yaml_mistake
 from olmotrain.errors import UserError
 
 LADDER_DIR = CONFIG_DIR / "ladder"
@@ -61,6 +62,18 @@ class LadderConfig:
         return Path(self.output_root) / "sweeps" / self.sweep_name
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def _shown(path: Path) -> str:
+    """A ladder file as the user knows it: ``conf/ladder/demo.yaml`` for a shipped one."""
+    try:
+        return str(path.resolve().relative_to(CONFIG_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
 def ladder_names() -> list[str]:
     """The shipped ladders (``conf/ladder/*.yaml``)."""
     return sorted(p.stem for p in LADDER_DIR.glob("*.yaml"))
@@ -80,16 +93,22 @@ def load_ladder(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
         )
         raise UserError(f"unknown ladder '{name_or_path}'; {hint} (ladders live in conf/ladder/)")
     ladder_keys, train_keys = split_overrides(overrides)
+    where = _shown(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = yaml_mistake(exc, where) or f"{where}: not valid YAML ({_first_line(exc)})"
+        raise UserError(line) from None
+    try:
         merged = OmegaConf.merge(
             OmegaConf.structured(LadderConfig), values, OmegaConf.from_dotlist(ladder_keys)
         )
         merged.overrides = [*merged.overrides, *train_keys]
         ladder: LadderConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    except (yaml.YAMLError, OmegaConfBaseException, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"ladder {path}: {first}") from None
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:
+        # The file's mistake, by dotted key with its fix; else (a command-line value) OmegaConf's.
+        line = find_mistake(values, LadderConfig) or _first_line(exc)
+        raise UserError(f"{where}: {line}") from None
     check_ladder(ladder)
     return ladder
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -120,3 +121,37 @@ def format_summary(manifest: Mapping[str, Any], dataset_dir: Path) -> str:
         h = manifest[f"{split}_unigram_entropy_nats"]
         lines.append(f"  {split} unigram entropy: " + ("n/a" if h is None else f"{h:.4f} nats"))
     return "\n".join(lines)
+
+
+def format_data_config(manifest: Mapping[str, Any], dataset_dir: Path) -> str:
+    """A ``conf/data`` YAML for a prepared dataset: its sources' train shards under ``paths:``
+    and their held-out shards under ``eval:``. Paths are absolute, so it works from any
+    directory; no ``name:``, so the mix is named after the file it is saved as; a source without
+    train shards is left out (a glob matching no file would stop the run)."""
+    root = dataset_dir.resolve()
+    lines = ["sources:"]
+    held_out = []
+    for source, entry in manifest["sources"].items():
+        if not entry["train"]["files"]:
+            continue
+        train = json.dumps(str(root / source / "train-*.npy"))
+        lines += [f"  - name: {_plain(source)}", f"    paths: [{train}]"]
+        if entry["eval"]["files"]:
+            held_out.append(
+                f"  {_plain(source)}: [{json.dumps(str(root / source / 'eval-*.npy'))}]"
+            )
+    if held_out:
+        lines += ["eval:", *held_out]
+    return "\n".join(lines)
+
+
+def _plain(name: str) -> str:
+    """A source name as YAML: bare when it reads back as the same string, else quoted."""
+    return (
+        name
+        if re.fullmatch(r"[A-Za-z_][\w.-]*", name) and name not in _YAML_WORDS
+        else json.dumps(name)
+    )
+
+
+_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "Null", "True", "False"}
