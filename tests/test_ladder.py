@@ -177,6 +177,7 @@ def test_a_ladder_runs_as_one_resumable_sweep_and_a_rerun_trains_nothing(tiny_la
     again = ladder_cli("run", path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("already finished") == 4
+    assert again.stdout.count("python -m olmotrain.ladder run LADDER tag=NEW") == 4
     status = ladder_main("status", path)
     assert status.returncode == 0 and "4 run(s): 4 done" in status.stdout
 
@@ -288,3 +289,36 @@ def test_the_shipped_ladders_plan(embedded_data):
     demo = ladder_main("plan", "demo")
     assert demo.returncode == 0 and "12 points" in demo.stdout
     assert float(plan["totals"]["total_flops"]) > 1e21
+
+
+def test_a_tag_trains_the_ladder_again_as_a_new_set_of_runs(tmp_path):
+    from olmotrain.ladder import Ladder
+
+    path = write_ladder(tmp_path)
+    old, new = Ladder.load(path), Ladder.load(path, tag="v2")
+    assert old.sweep_dir.name == "ladder-tiny" and new.sweep_dir.name == "ladder-tiny-v2"
+    assert [p.run_dir.parent for p in new.points] == [new.sweep_dir] * 4
+    assert "sweep_name=ladder-tiny-v2" in new.train_command()
+    # collect, status, fit, ... read the tagged set with the same key=value
+    assert f"no {new.sweep_dir})" in assert_one_line_error(ladder_main("status", path, "tag=v2"))
+    line = assert_one_line_error(ladder_main("plan", path, "tag=a/b"))
+    assert "tag='a/b' must be a plain name" in line
+    # the key the user reached for says what works instead
+    line = assert_one_line_error(ladder_main("plan", path, "run_name=again"))
+    assert "the ladder sets run_name for every point" in line and "set tag=NAME" in line
+
+
+def test_a_finished_ladder_point_names_tag_not_run_name(tmp_path):
+    from olmotrain.config.compose import compose
+    from olmotrain.train.rundir import RunDir
+    from olmotrain.train.startup import Startup
+
+    def message(*overrides: str) -> str:
+        config = resolve(compose(["model=olmo2_1m", "data=embedded", *overrides]))
+        plan = derive_plan(config)
+        return Startup(config, plan, RunDir(tmp_path), None, plan.max_steps).finished_message()  # type: ignore[arg-type]
+
+    in_ladder = message("sweep_name=ladder-demo")
+    assert "already finished" in in_ladder and "run_name" not in in_ladder
+    assert "python -m olmotrain.ladder run LADDER tag=NEW" in in_ladder
+    assert "use another run_name to train again" in message()
