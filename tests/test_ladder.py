@@ -216,7 +216,8 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     assert list(table.columns[:9]) == [
         "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops", "checkpoint",
     ]  # fmt: skip
-    assert len(table) == 4 * len(permanent)
+    # a checkpoint repeating the next one's eval metrics (a 1-step decay at LR 0) is kept once
+    assert len(table) + table["same_as_step"].notna().sum() == 4 * len(permanent)
     assert {"train/CE loss", "eval/lm/english_docs/BPB", "eval/downstream/copa (accuracy)"} <= set(
         table.columns
     )
@@ -289,6 +290,60 @@ def test_the_shipped_ladders_plan(embedded_data):
     demo = ladder_main("plan", "demo")
     assert demo.returncode == 0 and "12 points" in demo.stdout
     assert float(plan["totals"]["total_flops"]) > 1e21
+
+
+def fake_ladder_runs(tmp_path):
+    """A finished-looking tiny ladder (2 sizes x 1 mix) written as its runs would be: each run's
+    config.yaml and plan.json, checkpoint dirs and ``metrics_step{N}.json``, nothing trained.
+    The first size's last two checkpoints have the same eval metrics (a decay at LR 0)."""
+    from olmo_core.train.checkpoint import Checkpointer
+
+    from olmotrain.ladder import Ladder
+    from olmotrain.plan.plan import save_plan
+
+    path = write_ladder(tmp_path, mixes=["embedded"], chinchilla_multiple=0.01)
+    ladder = Ladder.load(path)
+    steps_of = {}
+    for i, point in enumerate(ladder.points):
+        plan = ladder.dry_run(point.size, point.mix, point.seed)
+        point.run_dir.mkdir(parents=True)
+        (point.run_dir / "config.yaml").write_text("# written by the test\n")
+        save_plan(plan, point.run_dir)
+        steps = steps_of[point.size] = sorted({c.step for c in plan.checkpoints if c.step > 0})
+        for j, step in enumerate(steps):
+            ck = point.run_dir / "checkpoints" / f"step{step}"
+            ck.mkdir(parents=True)
+            (ck / ".metadata").write_text("")
+            assert Checkpointer.dir_is_checkpoint(ck)
+            k = j - 1 if i == 0 and j == len(steps) - 1 else j
+            metrics = {"train/CE loss": 9.0 - j, "eval/lm/english_docs/CE loss": 8.0 - i - 0.1 * k}
+            (ck.parent / f"metrics_step{step}.json").write_text(json.dumps(metrics))
+    return path, ladder, steps_of
+
+
+def test_collect_keeps_one_of_two_checkpoints_with_the_same_eval_metrics(tmp_path):
+    path, ladder, steps_of = fake_ladder_runs(tmp_path)
+    repeated, distinct = steps_of["olmo2_1m"], steps_of["dd_4m"]
+    assert len(repeated) >= 2
+    proc = ladder_main("collect", path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    note = [ln for ln in proc.stdout.splitlines() if "repeat" in ln]
+    assert len(note) == 1 and note[0].startswith("1 run(s)"), proc.stdout
+    assert f"olmo2_1m x embedded (seed 7): step {repeated[-2]} = step {repeated[-1]}" in note[0]
+    assert "same_as_step" in note[0]
+    table = pd.read_csv(ladder.sweep_dir / "collected.csv")
+    # one row per distinct model, not per checkpoint: the later of the two is kept, marked
+    run = table[table["size"] == "olmo2_1m"].set_index("step")
+    assert list(run.index) == repeated[:-2] + repeated[-1:]
+    assert run.loc[repeated[-1], "same_as_step"] == repeated[-2]
+    assert run.drop(index=repeated[-1])["same_as_step"].isna().all()
+    other = table[table["size"] == "dd_4m"]
+    assert list(other["step"]) == distinct and other["same_as_step"].isna().all()
+    # train metrics alone (no eval/ column) cannot tell two checkpoints' models apart
+    from olmotrain.ladder.collect import drop_repeated_checkpoints
+
+    rows = pd.DataFrame({"size": "a", "mix": "m", "seed": 1, "step": [1, 2], "train/CE loss": 3.0})
+    assert len(drop_repeated_checkpoints(rows)) == 2
 
 
 def test_a_tag_trains_the_ladder_again_as_a_new_set_of_runs(tmp_path):

@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"ladder {ladder.config.name} has not run yet (no {ladder.sweep_dir})")
         print(render(statuses(ladder.sweep_dir), ladder.sweep_dir))
     elif args.command == "collect":
+        from olmotrain.ladder.collect import repeated_note
+
         frame = _points(args, ladder)
+        if note := repeated_note(frame):
+            print(note)
         out = args.output or ladder.sweep_dir / "collected.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)

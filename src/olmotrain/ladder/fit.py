@@ -207,6 +207,7 @@ def check_metric(frame: Any, metric: str) -> None:
         "flops",
         "checkpoint",
         "path",
+        "same_as_step",
     }
     columns = [c for c in frame.columns if c not in fixed]
     close = difflib.get_close_matches(metric, columns, n=3, cutoff=0.4)
