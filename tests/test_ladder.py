@@ -346,6 +346,28 @@ def test_collect_keeps_one_of_two_checkpoints_with_the_same_eval_metrics(tmp_pat
     assert len(drop_repeated_checkpoints(rows)) == 2
 
 
+def test_fit_says_when_no_degrees_of_freedom_are_left(tmp_path):
+    from olmotrain.ladder.__main__ import _fit_table
+
+    synthetic_points(tmp_path / "four.csv", {"web": (60.0, 0.12, 1.9)})
+    frame = pd.read_csv(tmp_path / "four.csv")
+    frame[frame["size"] != "s4"].to_csv(tmp_path / "three.csv", index=False)
+    proc = ladder_main("fit", "--points", str(tmp_path / "three.csv"), "--metric", "loss", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["fits"]["web"]["dof"] == 0
+    warning = [ln for ln in _fit_table(result).splitlines() if "degrees of freedom" in ln]
+    assert warning == [
+        "warning: no degrees of freedom left (web L(C): 3 points for 3 parameters): such a law "
+        "passes through its points whatever they are, so it tests nothing; add sizes (or "
+        "checkpoints) to the ladder"
+    ]
+    from olmotrain.ladder.fit import no_dof_warning
+
+    result["fits"]["web"]["dof"] = 1  # four sizes
+    assert no_dof_warning(result) is None and "degrees" not in _fit_table(result)
+
+
 def test_a_tag_trains_the_ladder_again_as_a_new_set_of_runs(tmp_path):
     from olmotrain.ladder import Ladder
 
