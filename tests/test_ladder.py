@@ -177,6 +177,7 @@ def test_a_ladder_runs_as_one_resumable_sweep_and_a_rerun_trains_nothing(tiny_la
     again = ladder_cli("run", path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("already finished") == 4
+    assert again.stdout.count("python -m olmotrain.ladder run LADDER tag=NEW") == 4
     status = ladder_main("status", path)
     assert status.returncode == 0 and "4 run(s): 4 done" in status.stdout
 
@@ -215,7 +216,8 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
     assert list(table.columns[:9]) == [
         "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops", "checkpoint",
     ]  # fmt: skip
-    assert len(table) == 4 * len(permanent)
+    # a checkpoint repeating the next one's eval metrics (a 1-step decay at LR 0) is kept once
+    assert len(table) + table["same_as_step"].notna().sum() == 4 * len(permanent)
     assert {"train/CE loss", "eval/lm/english_docs/BPB", "eval/downstream/copa (accuracy)"} <= set(
         table.columns
     )
@@ -288,3 +290,112 @@ def test_the_shipped_ladders_plan(embedded_data):
     demo = ladder_main("plan", "demo")
     assert demo.returncode == 0 and "12 points" in demo.stdout
     assert float(plan["totals"]["total_flops"]) > 1e21
+
+
+def fake_ladder_runs(tmp_path):
+    """A finished-looking tiny ladder (2 sizes x 1 mix) written as its runs would be: each run's
+    config.yaml and plan.json, checkpoint dirs and ``metrics_step{N}.json``, nothing trained.
+    The first size's last two checkpoints have the same eval metrics (a decay at LR 0)."""
+    from olmo_core.train.checkpoint import Checkpointer
+
+    from olmotrain.ladder import Ladder
+    from olmotrain.plan.plan import save_plan
+
+    path = write_ladder(tmp_path, mixes=["embedded"], chinchilla_multiple=0.01)
+    ladder = Ladder.load(path)
+    steps_of = {}
+    for i, point in enumerate(ladder.points):
+        plan = ladder.dry_run(point.size, point.mix, point.seed)
+        point.run_dir.mkdir(parents=True)
+        (point.run_dir / "config.yaml").write_text("# written by the test\n")
+        save_plan(plan, point.run_dir)
+        steps = steps_of[point.size] = sorted({c.step for c in plan.checkpoints if c.step > 0})
+        for j, step in enumerate(steps):
+            ck = point.run_dir / "checkpoints" / f"step{step}"
+            ck.mkdir(parents=True)
+            (ck / ".metadata").write_text("")
+            assert Checkpointer.dir_is_checkpoint(ck)
+            k = j - 1 if i == 0 and j == len(steps) - 1 else j
+            metrics = {"train/CE loss": 9.0 - j, "eval/lm/english_docs/CE loss": 8.0 - i - 0.1 * k}
+            (ck.parent / f"metrics_step{step}.json").write_text(json.dumps(metrics))
+    return path, ladder, steps_of
+
+
+def test_collect_keeps_one_of_two_checkpoints_with_the_same_eval_metrics(tmp_path):
+    path, ladder, steps_of = fake_ladder_runs(tmp_path)
+    repeated, distinct = steps_of["olmo2_1m"], steps_of["dd_4m"]
+    assert len(repeated) >= 2
+    proc = ladder_main("collect", path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    note = [ln for ln in proc.stdout.splitlines() if "repeat" in ln]
+    assert len(note) == 1 and note[0].startswith("1 run(s)"), proc.stdout
+    assert f"olmo2_1m x embedded (seed 7): step {repeated[-2]} = step {repeated[-1]}" in note[0]
+    assert "same_as_step" in note[0]
+    table = pd.read_csv(ladder.sweep_dir / "collected.csv")
+    # one row per distinct model, not per checkpoint: the later of the two is kept, marked
+    run = table[table["size"] == "olmo2_1m"].set_index("step")
+    assert list(run.index) == repeated[:-2] + repeated[-1:]
+    assert run.loc[repeated[-1], "same_as_step"] == repeated[-2]
+    assert run.drop(index=repeated[-1])["same_as_step"].isna().all()
+    other = table[table["size"] == "dd_4m"]
+    assert list(other["step"]) == distinct and other["same_as_step"].isna().all()
+    # train metrics alone (no eval/ column) cannot tell two checkpoints' models apart
+    from olmotrain.ladder.collect import drop_repeated_checkpoints
+
+    rows = pd.DataFrame({"size": "a", "mix": "m", "seed": 1, "step": [1, 2], "train/CE loss": 3.0})
+    assert len(drop_repeated_checkpoints(rows)) == 2
+
+
+def test_fit_says_when_no_degrees_of_freedom_are_left(tmp_path):
+    from olmotrain.ladder.__main__ import _fit_table
+
+    synthetic_points(tmp_path / "four.csv", {"web": (60.0, 0.12, 1.9)})
+    frame = pd.read_csv(tmp_path / "four.csv")
+    frame[frame["size"] != "s4"].to_csv(tmp_path / "three.csv", index=False)
+    proc = ladder_main("fit", "--points", str(tmp_path / "three.csv"), "--metric", "loss", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["fits"]["web"]["dof"] == 0
+    warning = [ln for ln in _fit_table(result).splitlines() if "degrees of freedom" in ln]
+    assert warning == [
+        "warning: no degrees of freedom left (web L(C): 3 points for 3 parameters): such a law "
+        "passes through its points whatever they are, so it tests nothing; add sizes (or "
+        "checkpoints) to the ladder"
+    ]
+    from olmotrain.ladder.fit import no_dof_warning
+
+    result["fits"]["web"]["dof"] = 1  # four sizes
+    assert no_dof_warning(result) is None and "degrees" not in _fit_table(result)
+
+
+def test_a_tag_trains_the_ladder_again_as_a_new_set_of_runs(tmp_path):
+    from olmotrain.ladder import Ladder
+
+    path = write_ladder(tmp_path)
+    old, new = Ladder.load(path), Ladder.load(path, tag="v2")
+    assert old.sweep_dir.name == "ladder-tiny" and new.sweep_dir.name == "ladder-tiny-v2"
+    assert [p.run_dir.parent for p in new.points] == [new.sweep_dir] * 4
+    assert "sweep_name=ladder-tiny-v2" in new.train_command()
+    # collect, status, fit, ... read the tagged set with the same key=value
+    assert f"no {new.sweep_dir})" in assert_one_line_error(ladder_main("status", path, "tag=v2"))
+    line = assert_one_line_error(ladder_main("plan", path, "tag=a/b"))
+    assert "tag='a/b' must be a plain name" in line
+    # the key the user reached for says what works instead
+    line = assert_one_line_error(ladder_main("plan", path, "run_name=again"))
+    assert "the ladder sets run_name for every point" in line and "set tag=NAME" in line
+
+
+def test_a_finished_ladder_point_names_tag_not_run_name(tmp_path):
+    from olmotrain.config.compose import compose
+    from olmotrain.train.rundir import RunDir
+    from olmotrain.train.startup import Startup
+
+    def message(*overrides: str) -> str:
+        config = resolve(compose(["model=olmo2_1m", "data=embedded", *overrides]))
+        plan = derive_plan(config)
+        return Startup(config, plan, RunDir(tmp_path), None, plan.max_steps).finished_message()  # type: ignore[arg-type]
+
+    in_ladder = message("sweep_name=ladder-demo")
+    assert "already finished" in in_ladder and "run_name" not in in_ladder
+    assert "python -m olmotrain.ladder run LADDER tag=NEW" in in_ladder
+    assert "use another run_name to train again" in message()

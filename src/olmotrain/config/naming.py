@@ -63,3 +63,18 @@ def sweep_name(explicit: str | None, task_overrides: Sequence[str]) -> str:
         digest = hashlib.sha256(name.encode()).hexdigest()[:10]
         name = f"{name[:100]}-{digest}"
     return name
+
+
+LADDER_SWEEP_PREFIX = "ladder-"
+"""A ladder's points train in the sweep ``ladder-<name>[-<tag>]`` (:mod:`olmotrain.ladder`)."""
+
+
+def train_again_hint(sweep_name: str | None) -> str:
+    """How to train a finished run again. A ladder point cannot take another ``run_name`` (the
+    ladder names its points), so it is told the ladder's ``tag=``: a new set of runs beside these."""
+    if sweep_name and sweep_name.startswith(LADDER_SWEEP_PREFIX):
+        return (
+            f"a point of the ladder sweep {sweep_name}: to train the ladder again as a new set of "
+            "runs, keeping these, run python -m olmotrain.ladder run LADDER tag=NEW"
+        )
+    return "use another run_name to train again"

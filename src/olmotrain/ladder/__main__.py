@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"ladder {ladder.config.name} has not run yet (no {ladder.sweep_dir})")
         print(render(statuses(ladder.sweep_dir), ladder.sweep_dir))
     elif args.command == "collect":
+        from olmotrain.ladder.collect import repeated_note
+
         frame = _points(args, ladder)
+        if note := repeated_note(frame):
+            print(note)
         out = args.output or ladder.sweep_dir / "collected.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
@@ -198,7 +202,7 @@ def _benchmark(args: argparse.Namespace, ladder: Any) -> None:
 def _report(args: argparse.Namespace, ladder: Any) -> None:
     """The report page; a fit or decision that cannot be made is a note on it, not an error."""
     from olmotrain.ladder.decide import decide
-    from olmotrain.ladder.fit import fit_ladder
+    from olmotrain.ladder.fit import fit_ladder, no_dof_warning
     from olmotrain.ladder.report import write_report
 
     frame = _points(args, ladder)
@@ -209,6 +213,8 @@ def _report(args: argparse.Namespace, ladder: Any) -> None:
         fit = fit_ladder(frame, metric)
     except UserError as exc:
         notes.append(f"No scaling-law fit: {exc}.")
+    if fit is not None and (warning := no_dof_warning(fit)):
+        notes.append(warning)
     try:
         decision = decide(
             frame, metric, _higher(args, ladder), list(ladder.config.sizes) if ladder else None
@@ -223,6 +229,8 @@ def _report(args: argparse.Namespace, ladder: Any) -> None:
 
 
 def _fit_table(result: dict[str, Any]) -> str:
+    from olmotrain.ladder.fit import no_dof_warning
+
     lines = [
         f"scaling laws of {result.get('loss_metric', result['metric'])} = A * C^-alpha + E (C: training FLOPs)",
         "",
@@ -238,6 +246,8 @@ def _fit_table(result: dict[str, Any]) -> str:
             else "- (needs 4 sizes)"
         )
         lines.append(f"{mix:<24} {e['A']:>10.4g} {e['alpha']:>8.4f} {e['E']:>8.4f}   {held}")
+    if warning := no_dof_warning(result):
+        lines += ["", warning]
     return "\n".join(lines)
 
 

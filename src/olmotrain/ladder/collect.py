@@ -6,20 +6,27 @@ num_params`` (N, as the Chinchilla math counts it), ``num_params_total``, ``step
 ``checkpoint`` (the plan's name for it: ``period 1 0.5xC pre-decay``, ...), ``path``, then one
 column per metric as olmo-core names it (``train/CE loss``, ``eval/lm/<source>/CE loss``,
 ``eval/lm/<source>/BPB``, ``eval/downstream/<task> (<metric>)``, ...).
+
+A checkpoint whose eval metrics repeat the run's next checkpoint's exactly is the same model (a
+run so short that its decay is one step at LR 0): its row is dropped, the kept (later) row names
+its step in ``same_as_step``, and :func:`repeated_note` says so in one line.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 from olmotrain.errors import UserError
 from olmotrain.ladder.ladder import Ladder
-from olmotrain.metrics import TOTAL_TOKENS, read_step_metrics
+from olmotrain.metrics import EVAL_PREFIX, TOTAL_TOKENS, read_step_metrics
 
+SAME_AS = "same_as_step"
+"""The earlier checkpoint (its step) whose eval metrics this one repeats; that row was dropped."""
 FIXED_COLUMNS = [
     "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops",
-    "checkpoint", "path",
+    "checkpoint", "path", SAME_AS,
 ]  # fmt: skip
 
 
@@ -60,8 +67,53 @@ def collect(ladder: Ladder):
         )
     frame = pd.DataFrame(rows)
     metric_columns = sorted(c for c in frame.columns if c not in FIXED_COLUMNS)
+    frame = drop_repeated_checkpoints(frame)
     return frame[FIXED_COLUMNS + metric_columns].sort_values(
         ["size", "mix", "seed", "step"], key=_order(ladder)
+    )
+
+
+def drop_repeated_checkpoints(frame):
+    """``frame`` without the checkpoints whose eval metrics (every ``eval/`` column, at least one
+    of them measured) equal the same run's next checkpoint's: the same weights, one point
+    counted twice. The kept, later row gets the first such step in ``same_as_step``."""
+    import pandas as pd
+
+    frame = frame.sort_values(["size", "mix", "seed", "step"]).copy()
+    frame[SAME_AS] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    evals = [c for c in frame.columns if c.startswith(EVAL_PREFIX)]
+    if not evals:
+        return frame  # nothing tells the models apart (train metrics differ batch to batch)
+    drop = []
+    for _, run in frame.groupby(["size", "mix", "seed"], sort=False):
+        rows = list(run.index)
+        for before, after in itertools.pairwise(rows):
+            a, b = frame.loc[before, evals], frame.loc[after, evals]
+            if a.notna().any() and a.equals(b):
+                drop.append(before)
+                earlier = frame.loc[before, SAME_AS]
+                frame.loc[after, SAME_AS] = (
+                    frame.loc[before, "step"] if pd.isna(earlier) else earlier
+                )
+    return frame.drop(index=drop)
+
+
+def repeated_note(frame) -> str | None:
+    """One line on the rows :func:`drop_repeated_checkpoints` dropped; ``None`` when none was."""
+    if SAME_AS not in frame:
+        return None
+    kept = frame[frame[SAME_AS].notna()]
+    if kept.empty:
+        return None
+    examples = [
+        f"{r.size} x {r.mix} (seed {r.seed}): step {int(getattr(r, SAME_AS))} = step {r.step}"
+        for r in kept.head(2).itertuples()
+    ]
+    more = f", +{len(kept) - 2} more" if len(kept) > 2 else ""
+    return (
+        f"{len(kept)} run(s) have a checkpoint whose eval metrics repeat the next one's exactly "
+        f"({'; '.join(examples)}{more}): the same model (a decay at LR 0 in a run this short), "
+        f"kept once, the later row marked in {SAME_AS}; train longer runs for distinct points"
     )
 
 

@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from olmotrain.config.compose import CONFIG_DIR, group_options
 from olmotrain.config.file_errors import find_mistake, yaml_mistake
+from olmotrain.config.naming import LADDER_SWEEP_PREFIX
 from olmotrain.errors import UserError
 
 LADDER_DIR = CONFIG_DIR / "ladder"
@@ -52,10 +53,14 @@ class LadderConfig:
     higher_is_better: bool | None = None
     """For ``metric`` (``null``: known from its name: accuracies higher, losses lower)."""
     output_root: str = "runs"
+    tag: str | None = None
+    """A new, separate set of runs of the same ladder (sweep ``ladder-<name>-<tag>``): to train
+    it again while keeping the old runs; ``collect``, ``fit``, ... read the set of that tag."""
 
     @property
     def sweep_name(self) -> str:
-        return f"ladder-{self.name}"
+        tail = f"-{self.tag}" if self.tag else ""
+        return f"{LADDER_SWEEP_PREFIX}{self.name}{tail}"
 
     @property
     def sweep_dir(self) -> Path:
@@ -117,8 +122,9 @@ LADDER_SETS = {
     "model": "list the model configs under sizes=[...]",
     "data": "list the data configs under mixes=[...]",
     "seed": "list them under seeds=[...]",
-    "run_name": "points are named model=<size>,data=<mix>[,seed=<seed>]",
-    "sweep_name": "the sweep is ladder-<name>: set name=...",
+    "run_name": "points are named model=<size>,data=<mix>[,seed=<seed>]; to train them again "
+    "as a new set of runs (keeping these), set tag=NAME",
+    "sweep_name": "the sweep is ladder-<name>[-<tag>]: set name=... or tag=...",
     "dry_run": "use python -m olmotrain.ladder plan",
 }
 """``train.py`` keys a ladder sets per point, which an override must not replace."""
@@ -206,3 +212,11 @@ def check_ladder(ladder: LadderConfig) -> None:
             raise UserError(f"ladder {ladder.name}: a {kind} is listed twice in {names}")
     if "/" in ladder.name or ladder.name.startswith("."):
         raise UserError(f"ladder name {ladder.name!r} must be a plain name")
+    if ladder.tag and not _TAG.fullmatch(str(ladder.tag)):
+        raise UserError(
+            f"ladder {ladder.name}: tag={ladder.tag!r} must be a plain name (letters, digits, "
+            "'.', '_', '-'), e.g. tag=v2"
+        )
+
+
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

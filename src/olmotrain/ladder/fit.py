@@ -8,6 +8,8 @@
   checkpoint, for downstream accuracies (a loss metric needs no second step).
 - With several durations per size: ``L(N, D) = E + A / N**alpha + B / D**beta``.
 - Leave-largest-out: fit without the largest size, predict it, report the relative error.
+- Every fit reports ``dof``, its points minus its parameters: at 0 a law passes through its
+  points whatever they are, which :func:`no_dof_warning` says in one line.
 
 Pure functions over arrays and the collected table; scipy does the optimizing.
 """
@@ -26,6 +28,8 @@ from olmotrain.metrics import BPB, CE_LOSS, labelled, split_label
 
 HUBER_DELTA = 1e-3
 MIN_SIZES = 3
+PARAMS = {"L(C)": 3, "Acc(L)": 4, "L(N, D)": 5}
+"""Free parameters of each law: a fit to no more points than these has no degrees of freedom."""
 
 
 def higher_is_better(metric: str) -> bool:
@@ -207,6 +211,7 @@ def check_metric(frame: Any, metric: str) -> None:
         "flops",
         "checkpoint",
         "path",
+        "same_as_step",
     }
     columns = [c for c in frame.columns if c not in fixed]
     close = difflib.get_close_matches(metric, columns, n=3, cutoff=0.4)
@@ -237,6 +242,7 @@ def fit_ladder(frame: Any, metric: str) -> dict[str, Any]:
         law = fit_power_law(group["flops"], group["value"])
         entry: dict[str, Any] = {
             **asdict(law),
+            "dof": len(group) - PARAMS["L(C)"],
             "points": [
                 {
                     "size": r.size,
@@ -250,18 +256,42 @@ def fit_ladder(frame: Any, metric: str) -> dict[str, Any]:
         if loss_metric != metric:
             rows = frame[frame["mix"] == mix][[loss_metric, metric]].dropna()
             try:
-                entry["step2"] = asdict(fit_sigmoid(rows[loss_metric], rows[metric]))
+                entry["step2"] = {
+                    **asdict(fit_sigmoid(rows[loss_metric], rows[metric])),
+                    "dof": len(rows) - PARAMS["Acc(L)"],
+                }
             except ValueError as exc:
                 entry["step2"] = {"error": str(exc)}
         entry["holdout"] = _holdout(frame, str(mix), metric, group, values[values["mix"] == mix])
         chinchilla = _chinchilla(frame[frame["mix"] == mix], loss_metric)
         if chinchilla is not None:
-            entry["chinchilla"] = asdict(chinchilla)
+            entry["chinchilla"] = {**asdict(chinchilla[0]), "dof": chinchilla[1]}
         fits[str(mix)] = entry
     out: dict[str, Any] = {"metric": metric, "fits": fits}
     if loss_metric != metric:
         out["loss_metric"] = loss_metric
     return out
+
+
+def no_dof_warning(result: dict[str, Any]) -> str | None:
+    """One line naming the fits of a ``fit_ladder`` result with no degrees of freedom left
+    (points <= parameters); ``None`` when every fit has some."""
+    tight = []
+    for mix, entry in result["fits"].items():
+        for law, fit in (
+            ("L(C)", entry),
+            ("Acc(L)", entry.get("step2")),
+            ("L(N, D)", entry.get("chinchilla")),
+        ):
+            if fit and "dof" in fit and fit["dof"] <= 0:
+                n = fit["dof"] + PARAMS[law]
+                tight.append(f"{mix} {law}: {n} points for {PARAMS[law]} parameters")
+    if not tight:
+        return None
+    return (
+        f"warning: no degrees of freedom left ({'; '.join(tight)}): such a law passes through its "
+        "points whatever they are, so it tests nothing; add sizes (or checkpoints) to the ladder"
+    )
 
 
 def extrapolate(frame: Any, mix: str, metric: str, sizes: list[str], flops: float) -> float | None:
@@ -301,8 +331,9 @@ def _holdout(frame: Any, mix: str, metric: str, losses: Any, values: Any) -> dic
     }
 
 
-def _chinchilla(frame: Any, metric: str) -> Chinchilla | None:
-    """``L(N, D)`` when some size has several durations (decayed checkpoints: period ends)."""
+def _chinchilla(frame: Any, metric: str) -> tuple[Chinchilla, int] | None:
+    """``L(N, D)`` and its degrees of freedom, when some size has several durations (decayed
+    checkpoints: period ends)."""
     ends = (
         frame[frame["checkpoint"].astype(str).str.endswith(" end")]
         if "checkpoint" in frame
@@ -317,6 +348,7 @@ def _chinchilla(frame: Any, metric: str) -> Chinchilla | None:
     if ends.groupby("size")["tokens"].nunique().max() < 2 or len(ends) < 5:
         return None
     try:
-        return fit_chinchilla(ends["n"], ends["tokens"], ends["value"])
+        law = fit_chinchilla(ends["n"], ends["tokens"], ends["value"])
+        return law, len(ends) - PARAMS["L(N, D)"]
     except ValueError:
         return None

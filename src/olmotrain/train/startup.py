@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from olmotrain.config.checks import check_known_keys, dry_run_mode
 from olmotrain.config.compose import complete, resolve
+from olmotrain.config.naming import train_again_hint
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.embedded import build_embedded
 from olmotrain.data.mix import CheckedData, check_data
@@ -48,7 +49,7 @@ class Startup:
         step = self.finished_step
         return (
             f"olmotrain: {self.plan.run_name} already finished at step {step}/{self.plan.max_steps}; "
-            f"checkpoint {self.run.checkpoints / f'step{step}'} (use another run_name to train again)"
+            f"checkpoint {self.run.checkpoints / f'step{step}'} ({train_again_hint(self.config.sweep_name)})"
         )
 
 
