@@ -35,6 +35,7 @@ from olmotrain.model.lws import (
     apply_lws,
     layer_multipliers,
     layer_shapes,
+    lws_warning,
     make_divisible,
     output_scales,
     scale_output_projections,
@@ -483,3 +484,35 @@ def test_an_odd_head_dim_is_one_line_before_any_run_dir(tmp_path):
     line = assert_one_line_error(result)
     assert "model.head_dim=3 is odd" in line and line.endswith("set model.head_dim=4")
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# At small widths OpenELM's rounding leaves LWS (nearly) a no-op: the plan says so
+
+DD_4M_GQA = dict(d_model=64, n_layers=8, n_heads=8, n_kv_heads=2, head_dim=8, ffn_hidden=256)
+OPENELM_SCALARS = {"qkv_scalars": [0.5, 1.0], "ffn_scalars": [0.5, 4.0]}
+
+
+def base_shape(model: dict) -> LayerShape:
+    keys = ("n_heads", "n_kv_heads", "head_dim")
+    return LayerShape(**{k: model[k] for k in keys}, ffn_hidden=model["ffn_hidden"], output_scale=1)
+
+
+def test_lws_that_changes_almost_no_layer_is_warned():
+    # Hand: qkv widths 64 x 0.5..1.0 to multiples of head_dim 8 x 4 groups = 32: 32 for layer 0
+    # (0.5), then 64 (0.57 x 64 = 36.6 rounds to 32, < 90% of 36.6, so 64); FFN 32..256 -> 256.
+    shapes = layer_shapes(**DD_4M_GQA, lws=OPENELM_SCALARS)
+    assert [(s.n_heads, s.ffn_hidden) for s in shapes] == [(4, 256)] + [(8, 256)] * 7
+    warning = lws_warning(shapes, base_shape(DD_4M_GQA), OPENELM_SCALARS)
+    assert warning.startswith("model.lws changes 1 of 8 layers from the base shape")
+    assert "ffn_scalars gives every layer FFN hidden 256" in warning
+    only_ffn = {"ffn_scalars": [0.5, 4.0]}
+    warning = lws_warning(layer_shapes(**DD_4M_GQA, lws=only_ffn), base_shape(DD_4M_GQA), only_ffn)
+    assert warning.startswith("model.lws changes 0 of 8 layers")
+
+
+def test_lws_that_changes_the_layers_is_not_warned():
+    model = dict(d_model=D, n_layers=16, n_heads=20, n_kv_heads=5, head_dim=64, ffn_hidden=4 * D)
+    openelm = layer_shapes(**model, lws=OPENELM_SCALARS)
+    assert lws_warning(openelm, base_shape(model), OPENELM_SCALARS) is None
+    assert lws_warning(openelm, base_shape(model), {"output_scalars": [0.5, 1.0]}) is None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from olmotrain.config.schema import ModelSchema
 from olmotrain.errors import UserError
-from olmotrain.model.lws import SCALAR_KEYS, LayerShape, apply_lws, output_scales
+from olmotrain.model.lws import SCALAR_KEYS, LayerShape, apply_lws, lws_warning, output_scales
 from olmotrain.model.shapes import AttentionShape, check_attention_shape
 
 if TYPE_CHECKING:
@@ -166,6 +166,23 @@ def layer_shapes_of(config: TransformerConfig, model: ModelSchema) -> list[Layer
             )
         )
     return shapes
+
+
+def lws_effect_warning(config: TransformerConfig, model: ModelSchema) -> str | None:
+    """The plan's warning when ``model.lws`` leaves (nearly) every layer at the base shape
+    (``config`` is ``model``'s, built by :func:`transformer_config`)."""
+    lws = lws_settings(model)
+    if lws is None:
+        return None
+    attn, ffn = config.block.sequence_mixer, config.block.feed_forward
+    base = LayerShape(
+        n_heads=attn.n_heads,
+        n_kv_heads=attn.n_kv_heads or attn.n_heads,
+        head_dim=attn.head_dim or config.d_model // attn.n_heads,
+        ffn_hidden=ffn.hidden_size,
+        output_scale=1.0,
+    )
+    return lws_warning(layer_shapes_of(config, model), base, lws)
 
 
 def _sliding_window(window: int) -> Any:

@@ -344,3 +344,40 @@ def _scalar_pair(key: str, value: Any) -> tuple[float, float] | None:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, Real) and not isinstance(x, bool) and bool(np.isfinite(float(x)))
+
+
+def lws_warning(
+    layers: Sequence[LayerShape], base: LayerShape, lws: Mapping[str, Any] | None
+) -> str | None:
+    """One line when OpenELM's rounding leaves layer-wise scaling (nearly) a no-op, else ``None``.
+
+    At small widths the rounding (FFN hidden sizes to multiples of 256, query widths to
+    multiples of ``head_dim * gqa_groups``) maps most multipliers to the same size: ``dd_4m``'s
+    FFN is 256 in every layer whatever ``ffn_scalars`` says. Warns when fewer than half the
+    layers differ from the base shape ``base`` (heads, kv heads, FFN hidden), or when a scaled
+    dimension comes out the same in every layer.
+    """
+    qkv, ffn, _ = _scalar_pairs(lws)
+    if qkv is None and ffn is None:
+        return None  # output_scalars alone change no shape
+
+    def sizes(s: LayerShape) -> tuple[int, int, int]:
+        return (s.n_heads, s.n_kv_heads, s.ffn_hidden)
+
+    changed = sum(sizes(s) != sizes(base) for s in layers)
+    flat = []
+    if qkv is not None and len({s.n_heads for s in layers}) == 1:
+        flat.append(f"qkv_scalars gives every layer {layers[0].n_heads} heads")
+    if ffn is not None and len({s.ffn_hidden for s in layers}) == 1:
+        flat.append(
+            f"ffn_scalars gives every layer FFN hidden {layers[0].ffn_hidden}, "
+            f"OpenELM rounding to multiples of {FFN_DIM_DIVISOR}"
+        )
+    if not flat and 2 * changed >= len(layers):
+        return None
+    return (
+        f"model.lws changes {changed} of {len(layers)} layers from the base shape"
+        + "".join(f"; {f}" for f in flat)
+        + ": at this width an LWS ablation compares nearly identical models "
+        "(docs/models.md lists the sizes LWS changes)"
+    )

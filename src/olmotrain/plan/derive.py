@@ -21,7 +21,12 @@ from olmotrain.chinchilla import BatchPlan, Checkpoint
 from olmotrain.config.schema import RunConfig, TrainSchema
 from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
-from olmotrain.model.build import layer_shapes_of, padded_vocab_size, transformer_config
+from olmotrain.model.build import (
+    layer_shapes_of,
+    lws_effect_warning,
+    padded_vocab_size,
+    transformer_config,
+)
 from olmotrain.model.checkpoint import init_source
 from olmotrain.model.lws import LayerShape
 from olmotrain.model.parallel import (
@@ -64,6 +69,8 @@ def derive_plan(c: RunConfig) -> Plan:
     attn = model_cfg.block.sequence_mixer
     layers = layer_shapes_of(model_cfg, c.model)
     warnings = _warnings(c, s)
+    if (lws := lws_effect_warning(model_cfg, c.model)) is not None:
+        warnings.append(lws)
     backend = _planned_backend(c, warnings)
     flops_per_token = _flops_per_token(model_cfg, c.train.sequence_length)
     total_flops = flops_per_token * s.duration_tokens
