@@ -13,6 +13,8 @@ Expected values are not derived with olmotrain.model.lws:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import socket
 import subprocess
@@ -22,15 +24,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from olmo_core.nn.transformer import TransformerBlockType, TransformerConfig
 from omegaconf import OmegaConf
 
+from olmotrain.config.schema import LWSSchema, ModelSchema
 from olmotrain.errors import UserError
 from olmotrain.model.lws import (
     LayerShape,
     apply_lws,
     layer_multipliers,
     layer_shapes,
+    lws_warning,
     make_divisible,
     output_scales,
     scale_output_projections,
@@ -351,8 +356,10 @@ BASE = dict(d_model=64, n_layers=4, head_dim=16, n_heads=4, n_kv_heads=2, ffn_hi
         ({"n_kv_heads": 0}, {}, r"model.n_kv_heads=0 must be a positive integer"),
         ({"n_heads": 0}, {}, r"model.n_heads=0 must be a positive integer"),
         ({"head_dim": 0}, {}, r"model.head_dim=0 must be a positive integer"),
-        ({"head_dim": 32}, {"qkv_scalars": [0.5, 1.0]}, r"must equal model.n_heads \* model.head_dim = 4 \* 32; set model.head_dim=16"),
-        ({"d_model": 66}, {"qkv_scalars": [0.5, 1.0]}, r"d_model=66.*set model.d_model=64"),
+        ({"head_dim": 32}, {"qkv_scalars": [0.5, 1.0]}, r"must equal model.n_heads \* model.head_dim = 4 \* 32; set model.n_heads=4 model.head_dim=16 or model.n_heads=2 model.head_dim=32$"),
+        ({"d_model": 66}, {"qkv_scalars": [0.5, 1.0]}, r"d_model=66.*set model.n_heads=3 model.head_dim=22 model.n_kv_heads=1 or "),
+        ({"d_model": 60, "head_dim": 15}, {"qkv_scalars": [0.5, 1.0]}, r"model.head_dim=15 is odd: olmo-core's RoPE rotates pairs of dimensions.*; set model.n_heads=3 model.head_dim=20 model.n_kv_heads=1 or model.n_heads=5 model.head_dim=12 model.n_kv_heads=1$"),
+        ({"head_dim": 15}, {}, r"model.head_dim=15 is odd.*; set model.head_dim=16$"),
         ({"ffn_hidden": None}, {"qkv_scalars": [0.5, 1.0]}, r"base FFN hidden size"),
     ],
 )  # fmt: skip
@@ -375,3 +382,137 @@ def test_apply_lws_rejects_moe_and_non_attention():
     )  # fmt: skip
     with pytest.raises(UserError, match="dense feed-forward"):
         apply_lws(moe, {"ffn_scalars": [0.5, 1.0]})
+
+
+# ---------------------------------------------------------------------------------------------
+# Every shape the plan accepts trains; every hint it gives for one it rejects is accepted and trains
+
+
+@functools.cache
+def olmo2_1m() -> ModelSchema:
+    """conf/model/olmo2_1m.yaml as the typed model config (composed once: Hydra is slow)."""
+    from olmotrain.config.compose import compose, resolve
+
+    return resolve(compose(["model=olmo2_1m"])).model
+
+
+def configured(*overrides: str) -> TransformerConfig:
+    """The plan's olmo-core TransformerConfig for olmo2_1m with ``model.KEY=VALUE`` overrides
+    (``model.lws.qkv_scalars=[lo,hi]`` for layer-wise scaling)."""
+    from olmotrain.model.build import transformer_config
+
+    fields: dict = {}
+    for override in overrides:
+        key, value = override.removeprefix("model.").split("=")
+        fields[key] = value if key == "factory" else yaml.safe_load(value)
+    qkv = fields.pop("lws.qkv_scalars", None)
+    model = dataclasses.replace(olmo2_1m(), **fields, lws=LWSSchema(qkv_scalars=qkv))
+    return transformer_config(model, VOCAB_1M)
+
+
+def forward_backward(config: TransformerConfig) -> None:
+    """Build on CPU, init, and run one forward + backward on a tiny batch (1M-size: cheap)."""
+    model = config.build(init_device="cpu")
+    model.init_weights(max_seq_len=16, device=torch.device("cpu"))
+    tokens = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    loss = model(tokens).float().logsumexp(-1).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def hint_overrides(message: str) -> list[list[str]]:
+    """The alternatives of a ``...; set model.a=1 model.b=2 or model.c=3`` message."""
+    assert "; set " in message, message
+    return [alt.split() for alt in message.rsplit("; set ", 1)[1].split(" or ")]
+
+
+VOCAB_1M = 256
+OLMO2_12 = ("model.factory=olmo2", "model.d_model=12", "model.n_layers=2", "model.ffn_hidden=32")
+LWS_QKV = "model.lws.qkv_scalars=[0.5,1.0]"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (LWS_QKV,),  # d_model 12 != 4 heads x 4: the old hint said head_dim=3
+        (LWS_QKV, "model.head_dim=3"),  # the old hint's result
+        ("model.head_dim=3",),  # odd head_dim without LWS
+        ("model.head_dim=1",),
+        (LWS_QKV, "model.n_kv_heads=2"),  # 3 heads would not split into 2
+        (*OLMO2_12, "model.n_heads=4"),  # head_dim = 12 // 4 = 3
+        (*OLMO2_12, "model.n_heads=4", "model.n_kv_heads=2"),
+        (*OLMO2_12, "model.n_heads=16"),  # head_dim = 12 // 16 = 0
+        (*OLMO2_12, "model.d_model=13", "model.n_heads=1", LWS_QKV),
+    ],
+)
+def test_a_rejected_shape_hints_a_shape_that_trains(overrides):
+    with pytest.raises(UserError) as info:
+        configured(*overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    for fix in hint_overrides(message):
+        forward_backward(configured(*overrides, *fix))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "accepted"),
+    [
+        (("model.head_dim=2",), True),
+        (("model.n_heads=3", LWS_QKV), True),
+        (("model.n_heads=6", "model.head_dim=2", "model.n_kv_heads=3", LWS_QKV), True),
+        ((*OLMO2_12, "model.n_heads=5"), True),  # 12 // 5 = 2: olmo-core floors, RoPE is happy
+        ((*OLMO2_12, "model.n_heads=6", "model.n_kv_heads=2"), True),
+        (("model.head_dim=5",), False),
+        ((*OLMO2_12, "model.n_heads=7"), False),  # 12 // 7 = 1
+        ((*OLMO2_12, "model.n_heads=8"), False),  # 12 // 8 = 1
+        ((*OLMO2_12, "model.d_model=14", "model.n_heads=2"), False),  # 7
+    ],
+)
+def test_boundary_shapes_the_plan_accepts_train(overrides, accepted):
+    if accepted:
+        forward_backward(configured(*overrides))
+    else:
+        with pytest.raises(UserError, match="RoPE rotates pairs") as info:
+            configured(*overrides)
+        assert "\n" not in str(info.value)
+
+
+def test_an_odd_head_dim_is_one_line_before_any_run_dir(tmp_path):
+    from conftest import assert_one_line_error, train_main
+
+    result = train_main("model=olmo2_1m", "model.head_dim=3", f"output_root={tmp_path}")
+    line = assert_one_line_error(result)
+    assert "model.head_dim=3 is odd" in line and line.endswith("set model.head_dim=4")
+    assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# At small widths OpenELM's rounding leaves LWS (nearly) a no-op: the plan says so
+
+DD_4M_GQA = dict(d_model=64, n_layers=8, n_heads=8, n_kv_heads=2, head_dim=8, ffn_hidden=256)
+OPENELM_SCALARS = {"qkv_scalars": [0.5, 1.0], "ffn_scalars": [0.5, 4.0]}
+
+
+def base_shape(model: dict) -> LayerShape:
+    keys = ("n_heads", "n_kv_heads", "head_dim")
+    return LayerShape(**{k: model[k] for k in keys}, ffn_hidden=model["ffn_hidden"], output_scale=1)
+
+
+def test_lws_that_changes_almost_no_layer_is_warned():
+    # Hand: qkv widths 64 x 0.5..1.0 to multiples of head_dim 8 x 4 groups = 32: 32 for layer 0
+    # (0.5), then 64 (0.57 x 64 = 36.6 rounds to 32, < 90% of 36.6, so 64); FFN 32..256 -> 256.
+    shapes = layer_shapes(**DD_4M_GQA, lws=OPENELM_SCALARS)
+    assert [(s.n_heads, s.ffn_hidden) for s in shapes] == [(4, 256)] + [(8, 256)] * 7
+    warning = lws_warning(shapes, base_shape(DD_4M_GQA), OPENELM_SCALARS)
+    assert warning.startswith("model.lws changes 1 of 8 layers from the base shape")
+    assert "ffn_scalars gives every layer FFN hidden 256" in warning
+    only_ffn = {"ffn_scalars": [0.5, 4.0]}
+    warning = lws_warning(layer_shapes(**DD_4M_GQA, lws=only_ffn), base_shape(DD_4M_GQA), only_ffn)
+    assert warning.startswith("model.lws changes 0 of 8 layers")
+
+
+def test_lws_that_changes_the_layers_is_not_warned():
+    model = dict(d_model=D, n_layers=16, n_heads=20, n_kv_heads=5, head_dim=64, ffn_hidden=4 * D)
+    openelm = layer_shapes(**model, lws=OPENELM_SCALARS)
+    assert lws_warning(openelm, base_shape(model), OPENELM_SCALARS) is None
+    assert lws_warning(openelm, base_shape(model), {"output_scalars": [0.5, 1.0]}) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import uuid
 
@@ -16,6 +17,7 @@ from olmotrain.chinchilla import Checkpoint
 from olmotrain.config.compose import compose, from_dict, resolve
 from olmotrain.errors import UserError
 from olmotrain.plan import Plan, derive, derive_plan, load_plan, save_plan
+from olmotrain.plan.render import render_table
 from olmotrain.train.rundir import RunDir
 
 REAL = ["data=olmo_mix_v1_5", "tokenizer=gpt_neox_olmo"]  # remote data: nothing to build
@@ -143,3 +145,51 @@ def test_a_nearly_full_disk_at_start_up_is_one_line_before_any_work(tmp_path):
         assert list(tiny.iterdir()) == []  # refused before anything was written
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
+
+
+def short_run_warning(plan: Plan) -> str | None:
+    return next((w for w in plan.warnings if "too short for its" in w), None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fixes"),
+    [
+        # 7 steps: warmup 0.35 steps, a 0.7-step decay; 512-token sequences cannot make 60+ steps
+        (("model=olmo2_1m", "chinchilla_multiple=0.01"), ["chinchilla_multiple"]),
+        (("model=olmo2_14m", "chinchilla_multiple=0.02"), ["chinchilla_multiple", "train.global_batch_size"]),
+        (("experiment=smoke",), ["train.max_steps"]),  # max_steps sets the length: no batch fix
+        (("model=olmo2_1m", "chinchilla_multiple=0.01", "schedule=cosine"), ["chinchilla_multiple"]),
+    ],
+)  # fmt: skip
+def test_a_run_too_short_for_its_schedule_warns_with_fixes_that_work(overrides, fixes):
+    plan = plan_of(*overrides)
+    warning = short_run_warning(plan)
+    assert warning and warning.startswith(f"a run of {plan.max_steps} steps is too short"), warning
+    assert "warmup" in warning and ("decay" in warning) == (plan.schedule != "cosine")
+    found = re.findall(r"(?:raise|lower) (\S+) to ([\d,.]+)", warning)
+    assert [key for key, _ in found] == fixes
+    for key, value in found:
+        fixed = plan_of(*overrides, f"{key}={value.replace(',', '')}")
+        assert short_run_warning(fixed) is None, (key, value, fixed.warnings)
+        assert fixed.max_steps > plan.max_steps
+
+
+def test_a_run_long_enough_for_its_schedule_is_not_warned():
+    assert short_run_warning(plan_of("model=olmo2_14m", "chinchilla_multiple=0.05")) is None
+
+
+def test_plan_warnings_are_data_in_the_json_and_lines_in_the_table():
+    """An LWS that changes no layer (dd_4m's FFN rounds to 256 everywhere) and a short run: both
+    are Plan.warnings, so dry_run=json has them and the table (also printed when a run starts)
+    shows each as one `warning:` line."""
+    plan = plan_of(
+        "model=dd_4m", "model.lws={ffn_scalars: [0.5, 4.0]}", "chinchilla_multiple=0.005"
+    )
+    lws = [w for w in plan.warnings if w.startswith("model.lws changes 0 of 8 layers")]
+    assert len(lws) == 1 and "every layer FFN hidden 256" in lws[0]
+    assert short_run_warning(plan) is not None
+    assert plan.to_dict()["warnings"] == plan.warnings
+    table = render_table(plan).splitlines()
+    assert [ln for ln in table if ln.startswith("  warning: ")] == [
+        f"  warning: {w}" for w in plan.warnings
+    ]

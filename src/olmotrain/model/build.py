@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from olmotrain.config.schema import ModelSchema
 from olmotrain.errors import UserError
-from olmotrain.model.lws import SCALAR_KEYS, LayerShape, apply_lws, output_scales
+from olmotrain.model.lws import SCALAR_KEYS, LayerShape, apply_lws, lws_warning, output_scales
+from olmotrain.model.shapes import AttentionShape, check_attention_shape
 
 if TYPE_CHECKING:
     from olmo_core.nn.transformer import TransformerConfig
@@ -119,9 +120,33 @@ def transformer_config(
         if model.ffn_hidden is not None:
             config.block.feed_forward.hidden_size = int(model.ffn_hidden)
     lws = lws_settings(model)
+    _check_trainable(config, lws)
     if lws is not None:
         config = apply_lws(config, lws)
     return config
+
+
+def _check_trainable(config: TransformerConfig, lws: dict[str, Any] | None) -> None:
+    """The base attention shape is one olmo-core can train (olmo-core itself only fails in the
+    first forward pass); LWS keeps head_dim, so every layer's is then good too."""
+    from olmo_core.nn.attention import AttentionConfig
+
+    attention = getattr(config.block, "sequence_mixer", None)
+    if not isinstance(attention, AttentionConfig) or config.block_pattern is not None:
+        return
+    n_heads = attention.n_heads
+    check_attention_shape(
+        AttentionShape(
+            d_model=config.d_model,
+            n_heads=n_heads,
+            head_dim=attention.head_dim or config.d_model // n_heads,
+            n_kv_heads=attention.n_kv_heads or n_heads,
+            head_dim_derived=attention.head_dim is None,
+            kv_follows_heads=attention.n_kv_heads is None,
+            sized_from_d_model=lws is not None and lws.get("qkv_scalars") is not None,
+            rope=attention.rope is not None,
+        )
+    )
 
 
 def layer_shapes_of(config: TransformerConfig, model: ModelSchema) -> list[LayerShape]:
@@ -141,6 +166,23 @@ def layer_shapes_of(config: TransformerConfig, model: ModelSchema) -> list[Layer
             )
         )
     return shapes
+
+
+def lws_effect_warning(config: TransformerConfig, model: ModelSchema) -> str | None:
+    """The plan's warning when ``model.lws`` leaves (nearly) every layer at the base shape
+    (``config`` is ``model``'s, built by :func:`transformer_config`)."""
+    lws = lws_settings(model)
+    if lws is None:
+        return None
+    attn, ffn = config.block.sequence_mixer, config.block.feed_forward
+    base = LayerShape(
+        n_heads=attn.n_heads,
+        n_kv_heads=attn.n_kv_heads or attn.n_heads,
+        head_dim=attn.head_dim or config.d_model // attn.n_heads,
+        ffn_hidden=ffn.hidden_size,
+        output_scale=1.0,
+    )
+    return lws_warning(layer_shapes_of(config, model), base, lws)
 
 
 def _sliding_window(window: int) -> Any:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from olmotrain.errors import UserError
+from olmotrain.model.shapes import AttentionShape, check_attention_shape
 
 if TYPE_CHECKING:
     import torch
@@ -104,6 +105,12 @@ def layer_shapes(
     """
     _check_base(d_model, n_layers, head_dim, n_heads, n_kv_heads)
     qkv, ffn, out = _scalar_pairs(lws)
+    # An even head_dim (RoPE), and with qkv_scalars n_heads * head_dim = d_model: OpenELM sizes
+    # query widths from d_model, so multiplier 1.0 must mean the base heads. The hints assume a
+    # set head_dim and n_kv_heads (build checks first, knowing which are set).
+    check_attention_shape(
+        AttentionShape(d_model, n_heads, head_dim, n_kv_heads, sized_from_d_model=qkv is not None)
+    )
     gqa_groups = n_heads // n_kv_heads
     heads = _layer_heads(qkv, d_model, n_layers, head_dim, n_heads, gqa_groups)
     hidden = _layer_ffn_hidden(ffn, d_model, n_layers, ffn_hidden)
@@ -158,17 +165,6 @@ def _layer_heads(
     """Query heads per layer: the base ``n_heads``, or scaled by ``qkv_scalars``."""
     if qkv is None:
         return [n_heads] * n_layers
-    # OpenELM sizes query widths from d_model, so multiplier 1.0 must mean the base heads.
-    if n_heads * head_dim != d_model:
-        fix = (
-            f"set model.head_dim={d_model // n_heads}"
-            if d_model % n_heads == 0
-            else f"set model.d_model={n_heads * head_dim}"
-        )
-        raise UserError(
-            f"model.lws.qkv_scalars sizes query widths from model.d_model={d_model}, which "
-            f"must equal model.n_heads * model.head_dim = {n_heads} * {head_dim}; {fix}"
-        )
     # The width is a multiple of head_dim * gqa_groups, so heads split evenly into kv groups.
     return [
         make_divisible(d_model * m, divisor=head_dim * gqa_groups) // head_dim
@@ -348,3 +344,40 @@ def _scalar_pair(key: str, value: Any) -> tuple[float, float] | None:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, Real) and not isinstance(x, bool) and bool(np.isfinite(float(x)))
+
+
+def lws_warning(
+    layers: Sequence[LayerShape], base: LayerShape, lws: Mapping[str, Any] | None
+) -> str | None:
+    """One line when OpenELM's rounding leaves layer-wise scaling (nearly) a no-op, else ``None``.
+
+    At small widths the rounding (FFN hidden sizes to multiples of 256, query widths to
+    multiples of ``head_dim * gqa_groups``) maps most multipliers to the same size: ``dd_4m``'s
+    FFN is 256 in every layer whatever ``ffn_scalars`` says. Warns when fewer than half the
+    layers differ from the base shape ``base`` (heads, kv heads, FFN hidden), or when a scaled
+    dimension comes out the same in every layer.
+    """
+    qkv, ffn, _ = _scalar_pairs(lws)
+    if qkv is None and ffn is None:
+        return None  # output_scalars alone change no shape
+
+    def sizes(s: LayerShape) -> tuple[int, int, int]:
+        return (s.n_heads, s.n_kv_heads, s.ffn_hidden)
+
+    changed = sum(sizes(s) != sizes(base) for s in layers)
+    flat = []
+    if qkv is not None and len({s.n_heads for s in layers}) == 1:
+        flat.append(f"qkv_scalars gives every layer {layers[0].n_heads} heads")
+    if ffn is not None and len({s.ffn_hidden for s in layers}) == 1:
+        flat.append(
+            f"ffn_scalars gives every layer FFN hidden {layers[0].ffn_hidden}, "
+            f"OpenELM rounding to multiples of {FFN_DIM_DIVISOR}"
+        )
+    if not flat and 2 * changed >= len(layers):
+        return None
+    return (
+        f"model.lws changes {changed} of {len(layers)} layers from the base shape"
+        + "".join(f"; {f}" for f in flat)
+        + ": at this width an LWS ablation compares nearly identical models "
+        "(docs/models.md lists the sizes LWS changes)"
+    )

@@ -21,7 +21,12 @@ from olmotrain.chinchilla import BatchPlan, Checkpoint
 from olmotrain.config.schema import RunConfig, TrainSchema
 from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
-from olmotrain.model.build import layer_shapes_of, padded_vocab_size, transformer_config
+from olmotrain.model.build import (
+    layer_shapes_of,
+    lws_effect_warning,
+    padded_vocab_size,
+    transformer_config,
+)
 from olmotrain.model.checkpoint import init_source
 from olmotrain.model.lws import LayerShape
 from olmotrain.model.parallel import (
@@ -35,6 +40,7 @@ from olmotrain.model.parallel import (
 from olmotrain.plan.cost import Estimate, device_capacity, device_type_for, estimate
 from olmotrain.plan.memory import MemoryEstimate, MemoryFit, fit_advice, memory_estimate
 from olmotrain.plan.plan import Evaluation, Plan
+from olmotrain.plan.short_run import short_run_warning
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,9 @@ def derive_plan(c: RunConfig) -> Plan:
     s = schedule(c, n)
     attn = model_cfg.block.sequence_mixer
     layers = layer_shapes_of(model_cfg, c.model)
-    warnings = _warnings(c, s)
+    warnings = _warnings(c, n, s)
+    if (lws := lws_effect_warning(model_cfg, c.model)) is not None:
+        warnings.append(lws)
     backend = _planned_backend(c, warnings)
     flops_per_token = _flops_per_token(model_cfg, c.train.sequence_length)
     total_flops = flops_per_token * s.duration_tokens
@@ -323,8 +331,9 @@ def resources(
     return current, fit_advice(current, capacity, variants), cost
 
 
-def _warnings(c: RunConfig, s: Schedule) -> list[str]:
-    """What the user should know about the schedule; an impossible WSD-S is an error."""
+def _warnings(c: RunConfig, n: int, s: Schedule) -> list[str]:
+    """What the user should know about the schedule (an off-target batch, a run too short for
+    its schedule); an impossible WSD-S is an error."""
     warnings = []
     b = s.batch
     if b.off_target > 0.10:
@@ -341,6 +350,8 @@ def _warnings(c: RunConfig, s: Schedule) -> list[str]:
                 f"exceed the first period ({first:,}); raise train.tokens_per_param or use "
                 "schedule=cosine"
             )
+    if (short := short_run_warning(c, n, s, schedule)) is not None:
+        warnings.append(short)
     return warnings
 
 
