@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from olmotrain import chinchilla
 from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
 
-if TYPE_CHECKING:
-    from olmotrain.plan.derive import Schedule
+Schedule = Any
+"""A :class:`olmotrain.plan.derive.Schedule` (not imported: derive imports this module)."""
 
 MIN_PHASE_STEPS = 3
 """Warmup and each decay shorter than this many optimizer steps are too short to mean anything."""
