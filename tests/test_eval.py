@@ -233,6 +233,7 @@ def test_list_tasks_names_groups_and_every_task():
         ("eval.downstream=[piqaa]", "unknown downstream task or group 'piqaa'; did you mean piqa"),
         ("eval.limit=0", "eval.limit=0 must be at least 1"),
         ("eval.interval=-5", "eval.interval=-5 must be at least 1"),
+        ("eval.heldout_tokens=0", "eval.heldout_tokens=0 must be at least 1"),
         ("cluster.device_type=tpu", "cluster.device_type=tpu is not one of h100, h200, a100, cpu"),
         ("cluster.mfu=1.5", "cluster.mfu=1.5 must be in (0, 1]"),
     ],

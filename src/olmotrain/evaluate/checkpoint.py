@@ -84,7 +84,7 @@ by memory traffic over its [batch, length, vocab] logits (and olmo-core's loss o
 their batches hold ~64 MiB of fp32 logits: for the 8k vocabulary and 512-token sequences, 4
 sequences (measured here on sciq: 8.3 s at 4, 11.0 s at 8, 14.8 s at 16 sequences). On GPU: the
 run's training micro-batch. Held-out sets always get the run's micro-batch (full sequences:
-olmo2_14m ran 2-3x faster per sequence at 16 than at 4)."""
+olmo2_14m ran about 2x faster per sequence at 16 than at 4)."""
 
 
 def eval_batch_sequences(config: RunConfig, plan: Plan, device: str) -> int:
@@ -114,14 +114,18 @@ def evaluate_checkpoint(
 
     from olmotrain.data.tokenizer import olmo_tokenizer_config
     from olmotrain.eval.evaluators import evaluator_callbacks
+    from olmotrain.evaluate.malloc import keep_freed_memory
+    from olmotrain.model.parallel import device_type
     from olmotrain.train.trainer import build_train_module, environment, train_module_config
 
     c, run_plan = target.config, target.run.plan()
+    if device_type(device) == "cpu":
+        keep_freed_memory()  # no page faults per batch (see olmotrain.evaluate.malloc)
     # One process, whatever wrote the checkpoint: olmo-core reshards on load.
     if batch_sequences is not None and batch_sequences < 1:
         raise UserError(f"--batch {batch_sequences} must be at least 1 sequence")
     # Held-out sets in the run's micro-batch, as in training: on CPU a batch of 4 full
-    # sequences ran them 2-3x slower than training's 16 (downstream tasks keep their own).
+    # sequences ran them about 2x slower than training's 16 (downstream tasks keep their own).
     tasks_batch = batch_sequences or eval_batch_sequences(c, run_plan, device)
     c = dataclasses.replace(
         c,
