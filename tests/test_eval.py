@@ -233,6 +233,7 @@ def test_list_tasks_names_groups_and_every_task():
         ("eval.downstream=[piqaa]", "unknown downstream task or group 'piqaa'; did you mean piqa"),
         ("eval.limit=0", "eval.limit=0 must be at least 1"),
         ("eval.interval=-5", "eval.interval=-5 must be at least 1"),
+        ("eval.heldout_tokens=0", "eval.heldout_tokens=0 must be at least 1"),
         ("cluster.device_type=tpu", "cluster.device_type=tpu is not one of h100, h200, a100, cpu"),
         ("cluster.mfu=1.5", "cluster.mfu=1.5 must be in (0, 1]"),
     ],
@@ -251,3 +252,123 @@ def test_downstream_evals_need_a_local_tokenizer_before_training(tmp_path):
 
 def test_data_root_is_where_the_bpb_cache_lives(trained):
     assert any((DATA_ROOT / ".cache" / "bpb").glob("*.json"))
+
+
+# --- held-out loss: batch-independent, reproducible, capped, skippable ---
+
+CAP = 3000
+"""Scored tokens per held-out source in the capped evaluations below: 6 python_code and 11
+english_docs documents, so a batch of 2 needs 1 EOS-only padding document and a batch of 4 3."""
+
+
+def _evaluate_lm(run: Path, *args: str) -> tuple[dict, str]:
+    """``evaluate RUN --step 8 --tasks= ARGS --json`` in this process: its ``lm`` and stderr."""
+    proc = module_main("olmotrain.evaluate", str(run), "--step", "8", "--tasks=", *args, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)["lm"], proc.stderr
+
+
+def test_the_heldout_mean_is_over_scored_targets_and_ignores_padding_documents():
+    """olmo-core's LM evaluator masked the per-position loss with the input mask: each document
+    added a zero (its last position) and each EOS-only padding document another."""
+    import torch
+
+    from olmotrain.eval.heldout import ScoredTargetsLMEvaluator
+
+    ev = ScoredTargetsLMEvaluator(name="lm", batches=[], labels=["a"], device=torch.device("cpu"))
+    batch = {
+        "label_mask": torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool),
+        "metadata": [{"label": "a"}, {"label": "a"}],
+    }  # a 3-token document (2 scored targets), an EOS-only padding document (none)
+    ev.update_metrics(batch, torch.tensor([[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), None)
+    out = ev.compute_metrics()
+    assert out["a/CE loss"].item() == pytest.approx(1.5) and out["a/tokens"].item() == 2
+
+
+def test_heldout_loss_is_the_same_at_any_eval_batch(trained):
+    run, _ = trained
+    two, _ = _evaluate_lm(run, "--heldout-tokens", str(CAP), "--batch", "2")
+    four, _ = _evaluate_lm(run, "--heldout-tokens", str(CAP), "--batch", "4")
+    assert two.keys() == four.keys() == {"python_code", "english_docs"}
+    for source in two:
+        assert two[source]["tokens"] == four[source]["tokens"]
+        for label in ("CE loss", "BPB"):
+            assert two[source][label] == pytest.approx(four[source][label], rel=1e-6, abs=0)
+
+
+def test_heldout_tokens_is_a_fixed_subset_of_whole_documents(trained, tmp_path):
+    import dataclasses
+
+    from olmotrain.data.tokens import scored_targets
+    from olmotrain.eval.heldout import capped_held_out
+    from olmotrain.train.rundir import find_checkpoint
+
+    run, _ = trained
+    config = find_checkpoint(run, 8).config
+    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, heldout_tokens=CAP))
+    first, again = (
+        capped_held_out(config, str(tmp_path / "a")),
+        capped_held_out(config, str(tmp_path / "b")),
+    )
+    assert [s for s, _ in first] == ["python_code", "english_docs"]
+    counts = {}
+    for (source, a), (_, b) in zip(first, again, strict=True):
+        ids = np.fromfile(a, dtype=np.uint16)
+        assert ids.tobytes() == Path(b).read_bytes() and ids[-1] == 0  # same bytes, whole documents
+        whole = np.fromfile(
+            DATA_ROOT / f"embedded/embedded_bpe8k/{source}/eval-00000.npy", np.uint16
+        )
+        assert np.array_equal(whole[: ids.size], ids)  # its first documents, in file order
+        counts[source] = len(scored_targets(a, 512, 0, np.uint16))
+        last = ids[: np.flatnonzero(ids == 0)[-2] + 1]  # without its last document: under the cap
+        assert len(scored_targets_of(last)) < CAP <= counts[source]
+    lm, _ = _evaluate_lm(run, "--heldout-tokens", str(CAP), "--batch", "4")
+    assert {s: m["tokens"] for s, m in lm.items()} == counts
+
+
+def scored_targets_of(ids: np.ndarray) -> np.ndarray:
+    import tempfile
+
+    from olmotrain.data.tokens import scored_targets
+
+    with tempfile.NamedTemporaryFile(suffix=".npy") as f:
+        ids.astype(np.uint16).tofile(f.name)
+        return scored_targets(f.name, 512, 0, np.uint16)
+
+
+def test_evaluate_reproduces_training_and_never_silently_replaces_its_numbers(trained):
+    run, _ = trained
+    path = run / "checkpoints" / "metrics_step8.json"
+    recorded = json.loads(path.read_text())
+    lm, stderr = _evaluate_lm(run)  # the run's own held-out sets, at evaluate's batch
+    for source, m in lm.items():
+        assert m["tokens"] == recorded[f"eval/lm/{source}/tokens"]
+        for label in ("CE loss", "BPB"):
+            assert m[label] == pytest.approx(recorded[f"eval/lm/{source}/{label}"], rel=1e-6)
+    assert "keeps its recorded values" not in stderr
+    key = "eval/lm/python_code/CE loss"
+    try:
+        capped, stderr = _evaluate_lm(run, "--heldout-tokens", str(CAP))  # other numbers
+        assert json.loads(path.read_text())[key] == recorded[key]
+        line = next(ln for ln in stderr.splitlines() if "keeps its recorded values" in ln)
+        assert "eval/lm/english_docs/CE loss recorded " in line and "--overwrite" in line
+        _evaluate_lm(run, "--heldout-tokens", str(CAP), "--overwrite")
+        saved = json.loads(path.read_text())
+        assert saved[key] == pytest.approx(capped["python_code"]["CE loss"], rel=1e-6)
+        assert saved["eval/lm/python_code/tokens"] == capped["python_code"]["tokens"]
+    finally:
+        path.write_text(json.dumps(recorded))
+
+
+def test_no_heldout_skips_the_heldout_sets(trained):
+    run, _ = trained
+    proc = module_main(
+        "olmotrain.evaluate", str(run), "--no-heldout", "--tasks", "copa", "--limit", "2", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)
+    assert results["lm"] == {} and list(results["downstream"]) == ["copa"]
+    line = assert_one_line_error(
+        module_main("olmotrain.evaluate", str(run), "--no-heldout", "--tasks=")
+    )
+    assert "nothing to evaluate" in line and "--no-heldout" in line

@@ -2,7 +2,7 @@
 
 Every metric has one name, the one olmo-core logs (and W&B shows): ``train/CE loss``,
 ``optim/LR (group 0)``, ``throughput/device/TPS``, ``eval/lm/<source>/CE loss`` (and ``PPL``,
-plus olmotrain's ``BPB``), ``eval/downstream/<task> (<metric>)``, and olmotrain's
+plus olmotrain's ``BPB`` and ``tokens``), ``eval/downstream/<task> (<metric>)``, and olmotrain's
 ``data/tokens/<source>``. A run dir holds them in two files:
 
 - ``metrics.jsonl``: one JSON object per logged step, ``{"step", "tokens", <metric>: value, ...}``
@@ -35,6 +35,9 @@ LM_PREFIX = "eval/lm/"
 DOWNSTREAM_PREFIX = "eval/downstream/"
 CE_LOSS, PPL, BPB = "CE loss", "PPL", "BPB"
 """Labels of a held-out source's metrics (and of a task's losses)."""
+SCORED_TOKENS = "tokens"
+"""Label of the number of target tokens a held-out source's loss averages over (what
+``eval.heldout_tokens`` capped): ``eval/lm/<source>/tokens``."""
 
 METRICS_LOG = "metrics.jsonl"
 STEP_METRICS_FILE = "metrics_step{step}.json"

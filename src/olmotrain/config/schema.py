@@ -288,6 +288,10 @@ class EvalSchema:
     """Steps between evaluations; ``null``: only at every permanent checkpoint and the end."""
     limit: int | None = None
     """Items (questions) per downstream task; ``null``: the whole validation split."""
+    heldout_tokens: int | None = None
+    """Scored tokens per held-out source: its first whole documents, in file order, until they
+    reach this many (the same subset in every run and in ``evaluate``; the count is recorded as
+    ``eval/lm/<source>/tokens``); ``null``: every document."""
 
 
 @dataclass

@@ -19,18 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from olmo_core.train.callbacks import (
     Callback,
     DownstreamEvaluatorCallbackConfig,
-    LMEvaluatorCallbackConfig,
     MetricSaverCallback,
 )
 
 from olmotrain.config.schema import RunConfig
-from olmotrain.data.mix import eval_files
-from olmotrain.data.tokens import token_dtype
 from olmotrain.eval.bpb import bits_per_byte, bytes_per_token
+from olmotrain.eval.heldout import (
+    HeldOutDatasetConfig,
+    HeldOutEvaluatorConfig,
+    capped_held_out,
+    padded_held_out,
+)
 from olmotrain.eval.tasks import expand_tasks
 from olmotrain.metrics import BPB, CE_LOSS, STEP_METRICS_FILE, lm_metric
 from olmotrain.paths import write_atomically
@@ -79,6 +81,9 @@ class DownstreamEvals(DownstreamEvaluatorCallbackConfig):
     """
 
     limit: int | None = None
+    batch_instances: int | None = None
+    """Sequences per batch in one process (their token budget); ``None``: the train module's
+    eval batch (``evaluate`` on CPU asks for fewer than the held-out sets get)."""
 
     def build(self, trainer: Any) -> Callback | None:
         # Lazy, so each task's data loader is built once, by the factory below; built now
@@ -89,7 +94,7 @@ class DownstreamEvals(DownstreamEvaluatorCallbackConfig):
         if callback is None:
             return None
         for evaluator in callback.evaluators:  # type: ignore[attr-defined]
-            evaluator.batches_factory = _loader_factory(evaluator, self.limit)
+            evaluator.batches_factory = _loader_factory(evaluator, self.limit, self.batch_instances)
             if not self.lazy:
                 evaluator.batches = evaluator.batches_factory()
         return callback
@@ -113,7 +118,7 @@ def length_batches(task: Any, budget_tokens: int) -> list[list[int]]:
     return batches
 
 
-def _loader_factory(evaluator: Any, limit: int | None):
+def _loader_factory(evaluator: Any, limit: int | None, batch_instances: int | None):
     """A factory for ``evaluator``'s data loader (see :class:`DownstreamEvals`)."""
     from olmo_core.distributed.utils import get_rank, get_world_size, is_distributed
     from torch.utils.data import DataLoader, DistributedSampler
@@ -144,7 +149,7 @@ def _loader_factory(evaluator: Any, limit: int | None):
             )
         # olmo-core's token budget per batch, filled with as many instances as fit the batch's
         # longest query (they come longest first), so short tasks run in few, full batches.
-        budget = loader.batch_size * task.max_sequence_length
+        budget = (batch_instances or loader.batch_size) * task.max_sequence_length
         return DataLoader(task, batch_sampler=length_batches(task, budget), collate_fn=trimmed)
 
     return factory
@@ -161,39 +166,6 @@ def eval_steps(config: RunConfig, permanent_steps: list[int], max_steps: int) ->
     }
 
 
-def padded_held_out(
-    config: RunConfig, batch_instances: int, work_dir: str
-) -> list[tuple[str, str]]:
-    """``(source, file)`` of the held-out set, plus a file of EOS-only documents that makes the
-    number of instances a whole number of eval batches.
-
-    olmo-core's LM evaluator makes one instance per document and drops the last partial batch,
-    so a held-out set smaller than a batch would not be scored at all, and a larger one would
-    lose its remainder. A document that is only an EOS has no scored token (the first token of
-    an instance is never a target), so the padding changes no loss: every real document is
-    scored, and the CE, BPB and the unigram baseline all describe the same targets.
-    """
-    held_out = eval_files(config.data)
-    local = [(name, p) for name, p in held_out if "://" not in p]
-    if not local or len(local) < len(held_out):
-        return held_out  # remote files: their documents cannot be counted here
-    tok = config.tokenizer
-    dtype = token_dtype(tok.vocab_size)
-    documents = 0
-    for _, path in local:
-        ids = np.memmap(path, dtype=dtype, mode="r")
-        documents += int(np.count_nonzero(ids == tok.eos_token_id))
-        documents += int(len(ids) > 0 and ids[-1] != tok.eos_token_id)
-    missing = -documents % batch_instances
-    if not missing:
-        return held_out
-    pad = Path(work_dir) / f"heldout-padding-{missing}.npy"
-    pad.parent.mkdir(parents=True, exist_ok=True)
-    if not pad.exists():  # every rank writes the same bytes, each through its own temporary
-        write_atomically(pad, np.full(missing, tok.eos_token_id, dtype=dtype).tobytes())
-    return [*held_out, (held_out[0][0], str(pad))]
-
-
 def evaluator_callbacks(
     config: RunConfig,
     permanent_steps: list[int],
@@ -201,29 +173,30 @@ def evaluator_callbacks(
     tokenizer: Any,
     work_dir: str,
     batch_instances: int,
+    downstream_batch: int | None = None,
 ) -> dict[str, Any]:
     """The run's evaluator callbacks (olmo-core configs and callbacks), by name.
 
-    ``batch_instances`` is the global eval batch in sequences (micro-batch x data-parallel).
+    ``batch_instances`` is the global eval batch in sequences (micro-batch x data-parallel);
+    ``downstream_batch``: the downstream tasks' own, in one process (default: the same).
     """
-    from olmo_core.data import NumpyPaddedFSLDatasetConfig
-
     when = eval_steps(config, permanent_steps, max_steps)
     seq = config.train.sequence_length
     callbacks: dict[str, Any] = {}
-    held_out = padded_held_out(config, batch_instances, work_dir)
-    if held_out:
-        callbacks["lm_evaluator"] = LMEvaluatorCallbackConfig(
-            eval_dataset=NumpyPaddedFSLDatasetConfig(
-                paths=[p for _, p in held_out],
-                metadata=[{"label": name} for name, _ in held_out],
+    held_out = capped_held_out(config, work_dir)
+    padded = padded_held_out(config, held_out, batch_instances, work_dir)
+    if padded:
+        callbacks["lm_evaluator"] = HeldOutEvaluatorConfig(
+            eval_dataset=HeldOutDatasetConfig(
+                paths=[p for _, p in padded],
+                metadata=[{"label": name} for name, _ in padded],
                 sequence_length=seq,
                 tokenizer=tokenizer,
                 work_dir=work_dir,
             ),
             **when,
         )
-        ratios = heldout_bytes_per_token(config)
+        ratios = heldout_bytes_per_token(config, held_out, work_dir)
         if ratios:
             callbacks["bits_per_byte"] = BitsPerByteCallback(bytes_per_token=ratios)
     if config.eval.downstream:
@@ -231,6 +204,7 @@ def evaluator_callbacks(
             tasks=expand_tasks(config.eval.downstream),
             tokenizer=downstream_tokenizer(config, tokenizer),
             limit=config.eval.limit,
+            batch_instances=downstream_batch,
             **when,
         )
     callbacks["metric_saver"] = StepMetricsCallback(
@@ -239,19 +213,26 @@ def evaluator_callbacks(
     return callbacks
 
 
-def heldout_bytes_per_token(config: RunConfig) -> dict[str, float]:
-    """Bytes per scored token of each local held-out source (none without a tokenizer.json)."""
-    tok, data = config.tokenizer, config.data
-    if not tok.path or not Path(tok.path).is_file() or not data.eval:
+def heldout_bytes_per_token(
+    config: RunConfig, held_out: list[tuple[str, str]], work_dir: str
+) -> dict[str, float]:
+    """Bytes per scored token of each local held-out source (none without a tokenizer.json):
+    its files' counts cached under the data root, a capped subset's in ``work_dir``."""
+    tok = config.tokenizer
+    if not tok.path or not Path(tok.path).is_file() or not held_out:
         return {}
-    local = {k: v for k, v in data.eval.items() if all("://" not in p for p in v)}
+    sets: dict[str, list[str]] = {}
+    for source, path in held_out:
+        sets.setdefault(source, []).append(path)
+    local = {k: v for k, v in sets.items() if all("://" not in p for p in v)}
+    capped = config.eval.heldout_tokens is not None
     return bytes_per_token(
         local,
         tok.path,
         config.train.sequence_length,
         tok.eos_token_id,
         tok.vocab_size,
-        Path(config.data_root) / ".cache" / "bpb",
+        Path(work_dir) / "bpb" if capped else Path(config.data_root) / ".cache" / "bpb",
     )
 
 

@@ -253,7 +253,7 @@ def warmup_tokens(c: RunConfig, n: int, duration: int, batch_tokens: int) -> int
 def evaluation(c: RunConfig, checkpoints: list[Checkpoint], max_steps: int) -> Evaluation:
     """What the run is evaluated on and when (the evaluators' own rule, checked here)."""
     e = c.eval
-    for key in ("interval", "limit"):
+    for key in ("interval", "limit", "heldout_tokens"):
         value = getattr(e, key)
         if value is not None and value < 1:
             raise UserError(f"eval.{key}={value} must be at least 1 (or null)")
