@@ -41,7 +41,7 @@ def plan(ladder: Any, as_json: bool) -> None:
     rows = []
     for point in ladder.points:
         config = resolve(compose(ladder.overrides(point)))
-        p = derive_plan(config, calibrate=not as_json)  # a timed calibration per size at most
+        p = derive_plan(config)
         problems = [
             x for x in p.data.problems if not (config.data.builder and "no files match" in x)
         ]

@@ -69,12 +69,11 @@ class Schedule:
         return self.duration_tokens // self.batch.tokens
 
 
-def derive_plan(c: RunConfig, calibrate: bool = False) -> Plan:
+def derive_plan(c: RunConfig, calibrate: bool | None = None) -> Plan:
     """Everything ``c``'s run will do. Raises ``UserError`` for impossible settings.
 
     ``calibrate``: when no earlier run measured this model's throughput, time a few training
-    steps here for the estimate (the plan tables a person reads); ``OLMOTRAIN_CALIBRATE=0`` or
-    ``=1`` overrides it either way."""
+    steps here for the estimate (``None``: only with ``OLMOTRAIN_CALIBRATE=1``)."""
     model_cfg = transformer_config(c.model, c.tokenizer.vocab_size)
     n = int(model_cfg.num_non_embedding_params)
     num_params = int(model_cfg.num_params)
@@ -357,10 +356,11 @@ def training_throughput(
     num_params: int,
     s: Schedule,
     flops_per_token: int,
-    calibrate: bool,
+    calibrate: bool | None,
 ) -> throughput.Throughput | None:
     """Measured tokens/s for the estimate: an earlier run of this model on this kind of device
-    under ``output_root``, else (``calibrate``) a few steps timed here; ``None``: the FLOP model."""
+    under ``output_root``, else (when calibrating) a few steps timed here; ``None``: the FLOP
+    model."""
     device_type, _ = device_type_for(c.cluster.device_type, _device(c))
     key = throughput.RunKey(
         model=c.model.name,
@@ -389,7 +389,7 @@ def training_throughput(
     one = throughput.calibrated(
         model_cfg, s.batch.micro_batch_instances, c.train.sequence_length, c.tokenizer.vocab_size
     )
-    if here != "cpu" and c.cluster.devices > 1:  # GPUs add up; calibrated on one
+    if one is not None and here != "cpu" and c.cluster.devices > 1:  # GPUs add up; timed on one
         return throughput.Throughput(one.tokens_per_s * c.cluster.devices, one.source)
     return one
 

@@ -58,7 +58,7 @@ def plan_run(cfg: DictConfig) -> tuple[RunConfig, Plan, str | None]:
     complete(cfg)
     mode = dry_run_mode(cfg.dry_run)
     config = resolve(cfg)
-    return config, derive_plan(config, calibrate=mode == "table"), mode  # a person reads it
+    return config, derive_plan(config), mode
 
 
 def start_drawer(cfg: DictConfig) -> Drawer | None:
