@@ -16,7 +16,7 @@ from conftest import REPO, run_cli
 from olmotrain.chinchilla import Checkpoint
 from olmotrain.config.compose import compose, from_dict, resolve
 from olmotrain.errors import UserError
-from olmotrain.plan import Plan, derive, derive_plan, load_plan, save_plan
+from olmotrain.plan import Plan, derive, derive_plan, load_plan, render, save_plan, throughput
 from olmotrain.plan.render import render_table
 from olmotrain.train.rundir import RunDir
 
@@ -193,3 +193,80 @@ def test_plan_warnings_are_data_in_the_json_and_lines_in_the_table():
     assert [ln for ln in table if ln.startswith("  warning: ")] == [
         f"  warning: {w}" for w in plan.warnings
     ]
+
+
+def _estimate_plan(tmp_path, *overrides: str) -> Plan:
+    """A CPU plan of olmo2_1m on the embedded data (held-out sources), runs root ``tmp_path``."""
+    base = ["model=olmo2_1m", "data=embedded", "cluster.device=cpu", f"output_root={tmp_path}"]
+    return plan_of(*base, *overrides)
+
+
+def test_the_estimate_counts_startup_evaluation_and_checkpoints(tmp_path):
+    """A run is not only its training FLOPs: start-up, every evaluation round and every
+    checkpoint save take time, and more evaluations make a longer run."""
+    plan = _estimate_plan(tmp_path)
+    e = plan.estimate
+    assert e.startup_s > 0 and e.eval_s > 0 and e.checkpoint_s > 0 and e.train_s > 0
+    assert e.seconds == pytest.approx(e.startup_s + e.train_s + e.eval_s + e.checkpoint_s)
+    assert e.throughput_source == "FLOP model"  # no earlier run, no calibration asked for
+    assert e.train_s == pytest.approx(plan.duration_tokens / e.tokens_per_s)
+    often = _estimate_plan(tmp_path, "eval.interval=1").estimate
+    assert often.eval_s > 10 * e.eval_s and often.seconds > e.seconds
+    assert often.train_s == e.train_s
+    json_keys = plan.to_dict()["estimate"]
+    for key in ("startup_s", "train_s", "eval_s", "checkpoint_s", "seconds", "throughput_source"):
+        assert key in json_keys
+    assert "start-up 10 s" in render.render_table(plan)
+
+
+def _write_run(run_dir, plan: Plan, tokens_per_s: list[float]) -> None:
+    """A run dir as training leaves it: plan.json and a metrics.jsonl with the speed monitor's
+    tokens/s per logged step."""
+    run_dir.mkdir(parents=True)
+    save_plan(plan, run_dir)
+    lines = [
+        json.dumps({"step": i + 1, "tokens": 1024 * (i + 1), "throughput/device/TPS": tps})
+        for i, tps in enumerate(tokens_per_s)
+    ]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_an_earlier_runs_measured_throughput_is_used_and_named(tmp_path):
+    """The tokens/s an earlier run of the same model on the same device recorded is the
+    estimate's training rate (its first, warm-up step left out), and the run is named; a run of
+    another model is not used."""
+    first = _estimate_plan(tmp_path)
+    _write_run(tmp_path / "before", first, [90.0, 5000.0, 5200.0, 4800.0, 5000.0])
+    other = _estimate_plan(tmp_path, "model=dd_4m")
+    _write_run(tmp_path / "sweeps" / "other", other, [10.0, 11.0, 12.0, 13.0])
+    plan = _estimate_plan(tmp_path, "seed=7")  # another run of the same model
+    e = plan.estimate
+    assert e.tokens_per_s == 5000.0
+    assert e.throughput_source == f"run {tmp_path / 'before'} (measured 5,000 tokens/s)"
+    assert e.train_s == pytest.approx(plan.duration_tokens / 5000.0)
+    assert f"run {tmp_path / 'before'}" in render.render_table(plan)
+    assert _estimate_plan(tmp_path, "model=dd_4m").estimate.tokens_per_s == 12.0
+
+
+def test_measured_throughput_needs_a_few_steps_and_reads_old_names(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "tokens_per_s": 10}\n{"step": 2, "tokens_per_s": 30}\n')
+    assert throughput.run_tokens_per_s(log) is None  # one step after the warm-up: too few
+    with log.open("a") as f:
+        f.write('{"step": 3, "tokens_per_s": 40}\n{"step": 4, "tokens_per_s": 50}\n')
+    assert throughput.run_tokens_per_s(log) == 40.0
+    assert throughput.run_tokens_per_s(tmp_path / "missing.jsonl") is None
+
+
+def test_a_calibration_times_the_model_on_this_machine(tmp_path, monkeypatch):
+    """Without an earlier run, a calibration (asked for, or ``OLMOTRAIN_CALIBRATE=1``) times a
+    few real training steps here; by default the FLOP model is used."""
+    monkeypatch.setattr(throughput, "CALIBRATION_BUDGET_S", 0)  # two timed steps: a cheap test
+    monkeypatch.delenv("OLMOTRAIN_CALIBRATE", raising=False)
+    config = resolve(compose(["experiment=smoke", "cluster.device=cpu", f"output_root={tmp_path}"]))
+    e = derive_plan(config, calibrate=True).estimate
+    assert e.throughput_source.startswith("calibration (") and e.tokens_per_s > 0
+    flop = derive_plan(config).estimate
+    assert flop.throughput_source == "FLOP model" and flop.tokens_per_s != e.tokens_per_s
+    monkeypatch.setenv("OLMOTRAIN_CALIBRATE", "1")
+    assert derive_plan(config).estimate.throughput_source.startswith("calibration (")

@@ -58,7 +58,8 @@ def test_estimate_keys_and_a_run_that_does_not_fit(tmp_path):
     e = plan["estimate"]
     assert {"device_type", "peak_flops", "mfu", "seconds", "gpu_hours"} <= e.keys()
     assert e["device_type"] == "a100" and e["peak_flops"] == 312e12 and e["mfu"] == 0.4
-    assert e["seconds"] == pytest.approx(plan["total_flops"] / (312e12 * 0.4))
+    assert e["train_s"] == pytest.approx(plan["total_flops"] / (312e12 * 0.4))
+    assert e["seconds"] > e["train_s"] and e["throughput_source"] == "FLOP model"
     assert e["disk_bytes"] == e["checkpoint_bytes"] * e["checkpoints_kept"]
     m = plan["memory"]
     assert {"params", "grads", "optimizer", "activations", "total"} <= m.keys()

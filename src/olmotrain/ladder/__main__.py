@@ -55,9 +55,13 @@ def plan(ladder: Any, as_json: bool) -> None:
                 "total_flops": p.total_flops, "memory_per_device": p.memory.total,
                 "memory_fits": p.memory_fit.fits, "gpu_hours": p.estimate.gpu_hours,
                 "device_type": p.estimate.device_type, "run_dir": str(point.run_dir),
+                "seconds": p.estimate.seconds, "throughput_source": p.estimate.throughput_source,
             }
         )  # fmt: skip
-    totals = {k: sum(r[k] for r in rows) for k in ("duration_tokens", "total_flops", "gpu_hours")}
+    totals = {
+        k: sum(r[k] for r in rows)
+        for k in ("duration_tokens", "total_flops", "gpu_hours", "seconds")
+    }
     if as_json:
         print(json.dumps({"ladder": ladder.config.name, "points": rows, "totals": totals}))
         return
@@ -80,6 +84,10 @@ def plan(ladder: Any, as_json: bool) -> None:
     )
     lines.append(
         f"\ndevice-hours on {rows[0]['device_type']} (cluster.device_type=...); ! = does not fit the device"
+    )
+    lines.append(
+        f"estimated wall time, one point after another: {totals['seconds'] / 60:.1f} min "
+        "(start-up, training, evaluation and checkpoints of every point)"
     )
     print("\n".join(lines))
 

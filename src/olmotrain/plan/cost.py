@@ -6,6 +6,15 @@ for H100 and A100): H100 SXM and H200 989.5 TFLOP/s, A100 312 TFLOP/s. The MFU i
 context, about 44% MFU), overridable with ``cluster.mfu``. On CPU the "peak" is a measured
 training rate per core (olmo2_14m trains at ~7,000 tokens/s x 14.2 MFLOP/token = ~1e11 FLOP/s
 on the 2-core machine), so its MFU is 1.
+
+The FLOP model is the last resort for training time: a measured throughput comes first
+(:mod:`olmotrain.plan.throughput`). Around training, a run also spends (constants measured on the
+project's 2-core CPU machine, ai2-olmo-core 3.0.0, torch 2.13.0 CPU, 2026-11/12; see
+docs/benchmarks.md): start-up, process start to the first step (imports, Hydra, plan, model
+build, data loading: 10 s; GPUs assumed 60 s, not measured); in-loop evaluation, held-out tokens
+forward-only at 2x the training rate (measured 12,081 scored tokens/s against 6,176 training)
+and ~350 tokens per downstream item (3 choices of ~118 tokens, core9's average); checkpoint
+saves, model and optimizer state at ~100 MB/s plus 1 s each.
 """
 
 from __future__ import annotations
@@ -20,6 +29,31 @@ DEVICE_MEMORY = {"h100": 80 * 10**9, "h200": 141 * 10**9, "a100": 80 * 10**9}
 CPU_FLOPS_PER_CORE = 5.0e10
 DEFAULT_GPU_MFU = 0.4
 DEVICE_TYPES = (*PEAK_FLOPS, "cpu")
+STARTUP_S = {"cpu": 10.0}
+"""Process start to the first step, per device type (measured on CPU; 60 s elsewhere)."""
+GPU_STARTUP_S = 60.0
+EVAL_SPEEDUP = 2.0
+"""Forward-only evaluation tokens/s over training tokens/s (measured 1.96 on CPU)."""
+DOWNSTREAM_TOKENS_PER_ITEM = 350
+DOWNSTREAM_ITEMS_UNLIMITED = 1000
+"""Items assumed per downstream task without ``eval.limit`` (splits vary: 500 to 10,000)."""
+CHECKPOINT_BYTES_PER_S = 100e6
+CHECKPOINT_FIXED_S = 1.0
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a run computes besides its FLOPs: the inputs of the time estimate."""
+
+    train_tokens: int
+    eval_rounds: int
+    """Times the evaluators run (the plan's evaluation steps)."""
+    heldout_tokens: int
+    """Held-out tokens per round."""
+    downstream_items: int
+    """Downstream items (questions) per round, over all tasks."""
+    saves: int
+    """Checkpoints saved (permanent and ephemeral)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +75,16 @@ class Estimate:
     disk_bytes: int
     assumed: str | None = None
     """Why the device type was assumed, when it was."""
+    startup_s: float = 0.0
+    """Process start to the first step."""
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    """In-loop evaluation: held-out and downstream, every round."""
+    checkpoint_s: float = 0.0
+    tokens_per_s: float = 0.0
+    """Training tokens/s of the whole run that ``train_s`` uses."""
+    throughput_source: str = "FLOP model"
+    """Where ``tokens_per_s`` came from: an earlier run (named), a calibration, the FLOP model."""
 
 
 def local_device_type() -> tuple[str, str | None]:
@@ -84,8 +128,12 @@ def estimate(
     num_params: int,
     checkpoints_kept: int,
     assumed: str | None = None,
+    work: Work | None = None,
+    measured: tuple[float, str] | None = None,
 ) -> Estimate:
-    """Wall time, device-hours and checkpoint disk of a run."""
+    """Wall time, device-hours and checkpoint disk of a run: start-up + training + evaluation +
+    checkpoint saves. Training runs at ``measured`` ``(tokens/s, source)`` when given, else at
+    the FLOP model's rate; without ``work`` only the training FLOPs are counted."""
     if mfu is not None and not 0 < mfu <= 1:
         raise UserError(f"cluster.mfu={mfu} must be in (0, 1], e.g. cluster.mfu=0.4")
     if device_type == "cpu":
@@ -94,8 +142,10 @@ def estimate(
             used_mfu = mfu
     else:
         peak, used_mfu = PEAK_FLOPS[device_type], DEFAULT_GPU_MFU if mfu is None else mfu
-    seconds = total_flops / (devices * peak * used_mfu)
+    flop_seconds = total_flops / (devices * peak * used_mfu)
     checkpoint = 12 * num_params + 1_000_000  # fp32 weights + two moments, plus trainer state
+    parts = _parts(work, flop_seconds, measured, device_type, checkpoint)
+    seconds = sum(parts[k] for k in ("startup_s", "train_s", "eval_s", "checkpoint_s"))
     return Estimate(
         device_type=device_type,
         peak_flops=peak,
@@ -107,4 +157,28 @@ def estimate(
         checkpoints_kept=checkpoints_kept,
         disk_bytes=checkpoint * checkpoints_kept,
         assumed=assumed,
+        **parts,
     )
+
+
+def _parts(
+    work: Work | None,
+    flop_seconds: float,
+    measured: tuple[float, str] | None,
+    device_type: str,
+    checkpoint_bytes: int,
+) -> dict:
+    """The estimate's ``*_s`` parts, ``tokens_per_s`` and ``throughput_source``."""
+    if work is None:
+        return {"train_s": flop_seconds}
+    rate, source = measured or (work.train_tokens / max(flop_seconds, 1e-9), "FLOP model")
+    eval_tokens = work.heldout_tokens + work.downstream_items * DOWNSTREAM_TOKENS_PER_ITEM
+    return {
+        "startup_s": STARTUP_S.get(device_type, GPU_STARTUP_S),
+        "train_s": work.train_tokens / rate,
+        "eval_s": work.eval_rounds * eval_tokens / (EVAL_SPEEDUP * rate),
+        "checkpoint_s": work.saves
+        * (CHECKPOINT_FIXED_S + checkpoint_bytes / CHECKPOINT_BYTES_PER_S),
+        "tokens_per_s": rate,
+        "throughput_source": source,
+    }

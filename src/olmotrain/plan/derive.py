@@ -6,7 +6,8 @@ meta-device model: no weights allocated), applies the Chinchilla math of
 value), and adds what the run will cost (memory per device, time, disk) and what it reads
 (the data report: file sizes only, never contents) and is evaluated on. Data problems are
 reported in the plan, not raised, so a run on remote or not-yet-built data can be planned
-offline. Nothing here writes anything.
+offline. Nothing here writes anything; with ``calibrate`` it may time a few training steps of the
+model on this machine for the time estimate (:mod:`olmotrain.plan.throughput`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from olmotrain import chinchilla
@@ -37,7 +39,19 @@ from olmotrain.model.parallel import (
 from olmotrain.model.parallel import (
     max_micro_batch_tokens as device_micro_batch_tokens,
 )
-from olmotrain.plan.cost import Estimate, device_capacity, device_type_for, estimate
+from olmotrain.plan import throughput
+from olmotrain.plan.cost import (
+    CPU_FLOPS_PER_CORE,
+    DEFAULT_GPU_MFU,
+    DOWNSTREAM_ITEMS_UNLIMITED,
+    PEAK_FLOPS,
+    Estimate,
+    Work,
+    device_capacity,
+    device_type_for,
+    estimate,
+    local_device_type,
+)
 from olmotrain.plan.memory import MemoryEstimate, MemoryFit, fit_advice, memory_estimate
 from olmotrain.plan.plan import Evaluation, Plan
 from olmotrain.plan.short_run import short_run_warning
@@ -61,8 +75,11 @@ class Schedule:
         return self.duration_tokens // self.batch.tokens
 
 
-def derive_plan(c: RunConfig) -> Plan:
-    """Everything ``c``'s run will do. Raises ``UserError`` for impossible settings."""
+def derive_plan(c: RunConfig, calibrate: bool | None = None) -> Plan:
+    """Everything ``c``'s run will do. Raises ``UserError`` for impossible settings.
+
+    ``calibrate``: when no earlier run measured this model's throughput, time a few training
+    steps here for the estimate (``None``: only with ``OLMOTRAIN_CALIBRATE=1``)."""
     model_cfg = transformer_config(c.model, c.tokenizer.vocab_size)
     n = int(model_cfg.num_non_embedding_params)
     num_params = int(model_cfg.num_params)
@@ -75,7 +92,12 @@ def derive_plan(c: RunConfig) -> Plan:
     backend = _planned_backend(c, warnings)
     flops_per_token = _flops_per_token(model_cfg, c.train.sequence_length)
     total_flops = flops_per_token * s.duration_tokens
-    memory, fit, cost = resources(c, num_params, model_cfg.d_model, layers, s, total_flops)
+    data = data_report(c.data, c.tokenizer.vocab_size, s.duration_tokens)
+    ev = evaluation(c, s.checkpoints, s.max_steps)
+    rate = training_throughput(c, model_cfg, num_params, s, flops_per_token, calibrate)
+    memory, fit, cost = resources(
+        c, num_params, model_cfg.d_model, layers, s, total_flops, _work(c, s, data, ev), rate
+    )
     if not fit.fits:
         fixes = " or ".join(fit.would_fit_with) or "a bigger device"
         warnings.append(
@@ -127,8 +149,8 @@ def derive_plan(c: RunConfig) -> Plan:
         seed=c.seed,
         run_name=c.run_name,
         run_dir=os.path.join(c.output_root, c.run_name),
-        data=data_report(c.data, c.tokenizer.vocab_size, s.duration_tokens),
-        evaluation=evaluation(c, s.checkpoints, s.max_steps),
+        data=data,
+        evaluation=ev,
         memory=memory,
         memory_fit=fit,
         estimate=cost,
@@ -281,8 +303,11 @@ def resources(
     layers: list[LayerShape],
     s: Schedule,
     total_flops: int,
+    work: Work | None = None,
+    rate: throughput.Throughput | None = None,
 ) -> tuple[MemoryEstimate, MemoryFit, Estimate]:
-    """Memory per device (and whether it fits; if not, what would), time, cost and disk."""
+    """Memory per device (and whether it fits; if not, what would), time, cost and disk;
+    training at ``rate`` when measured, else at the FLOP model's."""
     devices, par, micro = c.cluster.devices, c.parallel, s.batch.micro_batch_instances
     device_type, assumed = device_type_for(c.cluster.device_type, _device(c))
 
@@ -327,8 +352,74 @@ def resources(
         num_params=num_params,
         checkpoints_kept=kept,
         assumed=assumed,
+        work=work,
+        measured=None if rate is None else (rate.tokens_per_s, rate.source),
     )
     return current, fit_advice(current, capacity, variants), cost
+
+
+def training_throughput(
+    c: RunConfig,
+    model_cfg: Any,
+    num_params: int,
+    s: Schedule,
+    flops_per_token: int,
+    calibrate: bool | None,
+) -> throughput.Throughput | None:
+    """Measured tokens/s for the estimate: an earlier run of this model on this kind of device
+    under ``output_root``, else (when calibrating) a few steps timed here; ``None``: the FLOP
+    model."""
+    device_type, _ = device_type_for(c.cluster.device_type, _device(c))
+    key = throughput.RunKey(
+        model=c.model.name,
+        num_params=num_params,
+        sequence_length=c.train.sequence_length,
+        micro_batch_instances=s.batch.micro_batch_instances,
+        devices=c.cluster.devices,
+        device_type=device_type,
+    )
+    found = throughput.measured(Path(c.output_root), key)
+    if found is not None or not throughput.calibration_enabled(calibrate):
+        return found
+    # Only on the device the run will use, one rank (CPU ranks share the cores), and a model
+    # small enough that a step takes seconds at most.
+    here = local_device_type()[0]
+    if device_type != here or (here == "cpu" and c.cluster.devices != 1):
+        return None
+    micro_tokens = s.batch.micro_batch_instances * c.train.sequence_length
+    peak = (
+        CPU_FLOPS_PER_CORE * (os.cpu_count() or 1)
+        if here == "cpu"
+        else PEAK_FLOPS[here] * DEFAULT_GPU_MFU
+    )
+    if micro_tokens * flops_per_token / peak > throughput.MAX_CALIBRATION_STEP_S:
+        return None
+    one = throughput.calibrated(
+        model_cfg, s.batch.micro_batch_instances, c.train.sequence_length, c.tokenizer.vocab_size
+    )
+    if one is not None and here != "cpu" and c.cluster.devices > 1:  # GPUs add up; timed on one
+        return throughput.Throughput(one.tokens_per_s * c.cluster.devices, one.source)
+    return one
+
+
+def _work(c: RunConfig, s: Schedule, data: Any, ev: Evaluation) -> Work:
+    """What the run computes besides training: evaluation rounds and checkpoint saves."""
+    heldout = sum(src.tokens or 0 for src in data.eval) if ev.held_out else 0
+    cap = getattr(c.eval, "heldout_tokens", None)  # a cap key another change may add
+    if cap is not None:
+        heldout = min(heldout, cap * len(data.eval))
+    items = len(ev.downstream) * (ev.limit or DOWNSTREAM_ITEMS_UNLIMITED)
+    permanent = {ck.step for ck in s.checkpoints if 0 < ck.step <= s.max_steps}
+    every = c.train.ephemeral_checkpoint_interval
+    ephemeral = {k for k in range(every, s.max_steps + 1, every)} if every else set()
+    saves = len(permanent | ephemeral | {s.max_steps}) if c.train.save_checkpoints else 0
+    return Work(
+        train_tokens=s.duration_tokens,
+        eval_rounds=len(ev.steps) if (heldout or items) else 0,
+        heldout_tokens=heldout,
+        downstream_items=items,
+        saves=saves,
+    )
 
 
 def _warnings(c: RunConfig, n: int, s: Schedule) -> list[str]:

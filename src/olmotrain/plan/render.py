@@ -122,11 +122,24 @@ def _memory_line(p: Plan) -> str:
     return f"{_gib(m.total)} ({parts}); {verdict}"
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def _estimate_line(p: Plan) -> str:
     e = p.estimate
-    hours = e.seconds / 3600
-    when = f"{hours:.2f} h" if hours >= 1 else f"{e.seconds / 60:.1f} min"
-    rate = f"{e.peak_flops / 1e12:.4g} TFLOP/s peak x MFU {e.mfu:g}"
+    when = _duration(e.seconds)
+    if e.throughput_source == "FLOP model":
+        rate = f"FLOP model: {e.peak_flops / 1e12:.4g} TFLOP/s peak x MFU {e.mfu:g}"
+    else:
+        rate = e.throughput_source
+    if e.startup_s or e.eval_s or e.checkpoint_s:
+        when += (
+            f" (start-up {_duration(e.startup_s)}, training {_duration(e.train_s)}, "
+            f"evaluation {_duration(e.eval_s)}, checkpoints {_duration(e.checkpoint_s)})"
+        )
     line = (
         f"{when} on {e.devices} x {e.device_type} ({rate}) = {e.gpu_hours:.3g} "
         f"device-hours; checkpoints {_gib(e.checkpoint_bytes)} each, "
