@@ -4,8 +4,9 @@ Peak dense BF16 FLOP/s per device type (vendor figures; olmo-core's speed monito
 for H100 and A100): H100 SXM and H200 989.5 TFLOP/s, A100 312 TFLOP/s. The MFU is an assumption,
 0.4 by default on GPUs (olmo-core publishes 55,000 tokens/s per H100 for a 1B model at 4k
 context, about 44% MFU), overridable with ``cluster.mfu``. On CPU the "peak" is a measured
-training rate per core (olmo2_14m trains at ~7,000 tokens/s x 14.2 MFLOP/token = ~1e11 FLOP/s
-on the 2-core machine), so its MFU is 1.
+training rate per core (olmo2_14m, ``make train``, trains at ~4,900 tokens/s x 14.2 MFLOP/token
+= ~7e10 FLOP/s on the 2-core machine, 2026-12-05; an earlier 7,000 tokens/s was not reproduced
+by today's code nor by the 2026-12-04 commit), so its MFU is 1.
 
 The FLOP model is the last resort for training time: a measured throughput comes first
 (:mod:`olmotrain.plan.throughput`). Around training, a run also spends (constants measured on the
@@ -26,7 +27,7 @@ from olmotrain.errors import UserError
 
 PEAK_FLOPS = {"h100": 989.5e12, "h200": 989.5e12, "a100": 312e12}
 DEVICE_MEMORY = {"h100": 80 * 10**9, "h200": 141 * 10**9, "a100": 80 * 10**9}
-CPU_FLOPS_PER_CORE = 5.0e10
+CPU_FLOPS_PER_CORE = 3.5e10
 DEFAULT_GPU_MFU = 0.4
 DEVICE_TYPES = (*PEAK_FLOPS, "cpu")
 STARTUP_S = {"cpu": 10.0}

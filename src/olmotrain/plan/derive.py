@@ -86,9 +86,7 @@ def derive_plan(c: RunConfig, calibrate: bool | None = None) -> Plan:
     s = schedule(c, n)
     attn = model_cfg.block.sequence_mixer
     layers = layer_shapes_of(model_cfg, c.model)
-    warnings = _warnings(c, n, s)
-    if (lws := lws_effect_warning(model_cfg, c.model)) is not None:
-        warnings.append(lws)
+    warnings = _warnings(c, n, s, model_cfg)
     backend = _planned_backend(c, warnings)
     flops_per_token = _flops_per_token(model_cfg, c.train.sequence_length)
     total_flops = flops_per_token * s.duration_tokens
@@ -422,9 +420,10 @@ def _work(c: RunConfig, s: Schedule, data: Any, ev: Evaluation) -> Work:
     )
 
 
-def _warnings(c: RunConfig, n: int, s: Schedule) -> list[str]:
-    """What the user should know about the schedule (an off-target batch, a run too short for
-    its schedule); an impossible WSD-S is an error."""
+def _warnings(c: RunConfig, n: int, s: Schedule, model_cfg: Any) -> list[str]:
+    """What the user should know about the model and schedule (layer-wise scaling that changes
+    almost nothing, an off-target batch, a run too short for its schedule); an impossible WSD-S
+    is an error."""
     warnings = []
     b = s.batch
     if b.off_target > 0.10:
@@ -443,6 +442,8 @@ def _warnings(c: RunConfig, n: int, s: Schedule) -> list[str]:
             )
     if (short := short_run_warning(c, n, s, schedule)) is not None:
         warnings.append(short)
+    if (lws := lws_effect_warning(model_cfg, c.model)) is not None:
+        warnings.append(lws)
     return warnings
 
 
