@@ -20,7 +20,7 @@ from pathlib import Path
 
 from olmotrain.config.compose import load_run_config
 from olmotrain.errors import UserError
-from olmotrain.model.parallel import usable_cpus
+from olmotrain.machine import usable_cpus
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ import os
 
 from olmotrain.config.schema import ParallelSchema
 from olmotrain.errors import UserError
+from olmotrain.machine import usable_cpus
 
 PARALLEL_NAMES = ("auto", "fsdp", "hsdp", "ddp", "none")
 ATTN_BACKENDS = ("auto", "torch", "flash_2", "flash_3")
@@ -51,15 +52,6 @@ def device_type(wanted: str) -> str:
     if wanted == "auto":
         return "cuda" if cuda_available() else "cpu"
     return wanted
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity (``taskset``, SLURM's CPU binding), which can be
-    fewer than the machine's ``os.cpu_count()``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def set_cpu_threads(threads: int | None = None) -> int:

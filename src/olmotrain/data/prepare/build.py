@@ -39,7 +39,6 @@ from olmotrain.data.prepare.tokenize import (
     EncodeConfig,
     Task,
     Tokenizing,
-    usable_cpus,
 )
 from olmotrain.data.tokenizer import (
     TOKENIZER_NAME,
@@ -49,6 +48,7 @@ from olmotrain.data.tokenizer import (
 )
 from olmotrain.data.tokens import token_dtype
 from olmotrain.errors import UserError
+from olmotrain.machine import usable_cpus
 from olmotrain.paths import check_writable, write_atomically
 
 
