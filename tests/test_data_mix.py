@@ -82,6 +82,42 @@ def test_plan_reports_per_source_requests_and_repetition(three_sources):
     assert plan["data"]["mix"] == "ratios" and plan["data"]["problems"] == []
 
 
+def test_data_ratios_mix_the_sources_by_name_and_a_proxy_repeats_as_its_target(three_sources):
+    # data.ratios replaces the sources' own ratios (what a mixture swarm sets per run).
+    ratios = "data.ratios={code_a: 0.2, code_b: 0.2, prose: 0.6}"
+    plan = dry_run_json(*mix_args(three_sources, prose_repetition=100), ratios)
+    by_name = {s["name"]: s for s in plan["data"]["sources"]}
+    assert {n: s["ratio"] for n, s in by_name.items()} == {
+        "code_a": 0.2,
+        "code_b": 0.2,
+        "prose": 0.6,
+    }
+    prose_tokens = by_name["prose"]["tokens"]
+    alone = by_name["prose"]["repetition"]
+    # A proxy of a run 50x longer sees 1/50 of each source: it repeats prose as that run would.
+    target = 50 * plan["duration_tokens"]
+    proxy = dry_run_json(
+        *mix_args(three_sources, prose_repetition=100), ratios, f"data.proxy_for_tokens={target}"
+    )
+    prose = {s["name"]: s for s in proxy["data"]["sources"]}["prose"]
+    assert prose["repetition"] == pytest.approx(0.6 * target / prose_tokens, rel=1e-3)
+    assert prose["repetition"] == pytest.approx(50 * alone, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.ratios={code_a: 0.5, code_b: 0.3, prosee: 0.2}", "'prosee' is not a source of data 'three'; did you mean prose?"),
+        ("data.ratios={code_a: 0.5, code_b: 0.5}", "data.ratios gives no ratio for prose"),
+        ("data.ratios={code_a: 0.5, code_b: 0.3, prose: 0.3}", "source ratios add up to 1.1"),
+        ("data.proxy_for_tokens=-5", "data.proxy_for_tokens=-5.0 must be a positive number"),
+    ],
+)  # fmt: skip
+def test_bad_data_ratios_are_one_clear_line(three_sources, override, expected):
+    line = assert_one_line_error(train_main(*mix_args(three_sources), override, "dry_run=true"))
+    assert expected in line
+
+
 @pytest.mark.slow
 def test_three_source_mix_with_repetition_and_filter_trains_in_ratio(three_sources, tmp_path):
     proc = run_cli(*mix_args(three_sources), f"output_root={tmp_path}", "run_name=three")
@@ -115,7 +151,7 @@ def test_a_source_that_cannot_supply_its_share_is_refused_before_training(three_
             "source ratios add up to 1.1 (code_a 0.5 + code_b 0.3 + prose 0.3), not 1",
         ),
         ("0.5, 0.5, null", "give every source a ratio, or none (natural mix); missing: prose"),
-        ("0.5, 0.6, -0.1", "ratios must be > 0"),
+        ("0.5, 0.6, -0.1", "ratios must be >= 0"),
     ],
 )
 def test_ratios_that_do_not_add_up_are_one_clear_line(three_sources, ratios, expected):

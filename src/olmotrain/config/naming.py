@@ -58,11 +58,15 @@ def sweep_name(explicit: str | None, task_overrides: Sequence[str]) -> str:
             raise UserError(f"sweep_name={explicit} must be a plain name (no '/', no leading '.')")
         return explicit
     parts = sorted(o for o in task_overrides if names_run(override_key(o)))
-    name = slug("+".join(parts)) or "default"
-    if len(name) > 120:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-        name = f"{name[:100]}-{digest}"
-    return name
+    return shorten(slug("+".join(parts)) or "default")
+
+
+def shorten(name: str) -> str:
+    """``name`` if at most 120 characters, else its first 100 and a hash of the whole: a
+    directory name may not exceed 255 bytes, and different names stay different."""
+    if len(name) <= 120:
+        return name
+    return f"{name[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
 LADDER_SWEEP_PREFIX = "ladder-"

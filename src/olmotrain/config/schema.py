@@ -131,6 +131,15 @@ class DataSchema:
     command-line ``{...}`` into a null container node."""
     num_workers: int = 4
     """Data-loader worker processes per rank."""
+    ratios: Any = None
+    """``null``, or every source's share by name (``data.ratios={code: 0.7, prose: 0.3}``),
+    replacing the sources' ``ratio``: a mix of these sources without a new config file (what a
+    mixture swarm sets per run). Untyped like ``eval``; checked by ``olmotrain.data.mix``."""
+    proxy_for_tokens: float | None = None
+    """Make this run a repetition-matched proxy of a run of this many tokens: each source is
+    used only up to this run's share of that run (``max_source_fraction`` = this run's tokens /
+    ``proxy_for_tokens``), so a source the larger run must repeat is repeated as often here.
+    Needs ratios."""
 
 
 @dataclass

@@ -15,6 +15,11 @@ data mixing has something to mix:
   same requirements: local / editable installs (this project), installer tooling (pip,
   setuptools, wheel) and accelerator runtimes (nvidia-*, triton, cuda-*).
 
+And the same text split three ways for mixture studies (``data=embedded_split``): the whole
+standard library's ``*.py`` (not the 60% subset) as ``python_library`` (modules) and
+``python_tests`` (files under ``test``/``tests``/``idle_test`` or named ``test_*.py``), with
+``english_docs``. They overlap ``python_code``; no shipped mix uses both.
+
 Tokenizers: ``embedded_bpe8k`` (a byte-level BPE of 8,192 ids trained here on the train split;
 EOS 0, pad 1) or ``gpt_neox_olmo`` (the OLMo tokenizer shipped by ai2-olmo-eval; EOS 50279).
 Both see the same documents and the same train/eval split. The manifest records a sha256 of
@@ -35,7 +40,7 @@ import platform
 import re
 import sysconfig
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,16 +61,25 @@ from olmotrain.paths import write_atomically
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 """Bump when the document selection or the tokenizer training changes."""
 
 TOKENIZERS = ("embedded_bpe8k", "gpt_neox_olmo")
 DEFAULT_ROOT = Path("data/embedded")
 
-EVAL_FRACTIONS = {"python_code": 0.02, "english_docs": 0.12}
+EVAL_FRACTIONS = {
+    "python_code": 0.02,
+    "english_docs": 0.12,
+    "python_library": 0.03,
+    "python_tests": 0.015,
+}
 """Per source, so each has a usable held-out set: ~125k + ~23k eval tokens with either
 tokenizer, small enough that evaluating all of it on 2 CPU cores takes seconds. The prose
-source is small (~0.4M tokens) and its eval documents short, hence its larger share."""
+source is small (~0.4M tokens) and its eval documents short, hence its larger share.
+``python_library`` and ``python_tests``: ~90k eval tokens each."""
+
+BPE_SOURCES = ("python_code", "english_docs")
+"""The sources the embedded BPE is trained on (the split sources came later and reuse it)."""
 
 SHARD_TOKENS = 2**26
 
@@ -77,10 +91,10 @@ BPE_SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>")  # ids 0 and 1
 
 # Distributions whose presence or text differs between machines installed from the same
 # pinned requirements (see the module docstring), test-runner plugins (pytest-xdist and its
-# execnet), and dependencies added after the corpus was fixed (lightgbm), so that the corpus
-# (and the numbers measured on it) stays the same as requirements grow.
+# execnet), and dependencies added after the corpus was fixed (lightgbm and its narwhals), so
+# that the corpus (and the numbers measured on it) stays the same as requirements grow.
 _UNPINNED_DISTRIBUTIONS = re.compile(
-    r"pip|setuptools|wheel|nvidia-.*|triton|cuda-.*|pytest-xdist|execnet|lightgbm"
+    r"pip|setuptools|wheel|nvidia-.*|triton|cuda-.*|pytest-xdist|execnet|lightgbm|narwhals"
 )
 
 
@@ -101,16 +115,17 @@ class EmbeddedSource:
         return h.hexdigest()
 
 
-def python_code_source(max_docs: int | None = None) -> EmbeddedSource:
-    """The stdlib ``*.py`` subset, sorted by relative path; undecodable or empty files skipped."""
+def _stdlib_documents(
+    keep: Callable[[str], bool], max_docs: int | None
+) -> tuple[Path, list[str], list[str]]:
+    """The stdlib ``*.py`` files ``keep`` accepts (by relative path, sorted; no site-packages, no
+    ``pydoc_data``): (stdlib dir, documents, undecodable files skipped)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     relpaths = sorted(p.relative_to(stdlib).as_posix() for p in stdlib.rglob("*.py"))
     docs: list[str] = []
     skipped: list[str] = []
     for rel in relpaths:
-        if rel.startswith(("site-packages/", "dist-packages/", "pydoc_data/")):
-            continue
-        if _path_score(rel) >= PYTHON_CODE_KEEP:
+        if rel.startswith(("site-packages/", "dist-packages/", "pydoc_data/")) or not keep(rel):
             continue
         try:
             text = (stdlib / rel).read_bytes().decode("utf-8")
@@ -123,6 +138,14 @@ def python_code_source(max_docs: int | None = None) -> EmbeddedSource:
         docs.append(text)
         if max_docs is not None and len(docs) >= max_docs:
             break
+    return stdlib, docs, skipped
+
+
+def python_code_source(max_docs: int | None = None) -> EmbeddedSource:
+    """The stdlib ``*.py`` subset, sorted by relative path; undecodable or empty files skipped."""
+    stdlib, docs, skipped = _stdlib_documents(
+        lambda rel: _path_score(rel) < PYTHON_CODE_KEEP, max_docs
+    )
     info = {
         "origin": "python stdlib *.py (no site-packages, no pydoc_data)",
         "python": platform.python_version(),
@@ -132,6 +155,31 @@ def python_code_source(max_docs: int | None = None) -> EmbeddedSource:
         "skipped_undecodable": skipped,
     }
     return EmbeddedSource("python_code", docs, info)
+
+
+def is_test_file(relpath: str) -> bool:
+    """A stdlib test module: under a ``test``/``tests``/``idle_test`` directory or ``test_*.py``."""
+    *dirs, base = relpath.split("/")
+    return any(d in ("test", "tests", "idle_test") for d in dirs) or base.startswith("test_")
+
+
+def python_split_sources(max_docs: int | None = None) -> list[EmbeddedSource]:
+    """The whole stdlib's ``*.py`` as two sources: ``python_library`` and ``python_tests``."""
+    out = []
+    for name, tests in (("python_library", False), ("python_tests", True)):
+        stdlib, docs, skipped = _stdlib_documents(
+            lambda rel, tests=tests: is_test_file(rel) == tests, max_docs
+        )
+        kind = "test modules" if tests else "modules other than tests"
+        info = {
+            "origin": f"python stdlib *.py, {kind} (no site-packages, no pydoc_data)",
+            "python": platform.python_version(),
+            "stdlib": str(stdlib),
+            "files": len(docs),
+            "skipped_undecodable": skipped,
+        }
+        out.append(EmbeddedSource(name, docs, info))
+    return out
 
 
 def english_docs_source(max_docs: int | None = None) -> EmbeddedSource:
@@ -154,7 +202,11 @@ def english_docs_source(max_docs: int | None = None) -> EmbeddedSource:
 
 def embedded_sources(max_docs: int | None = None) -> list[EmbeddedSource]:
     """All embedded sources, each limited to its first ``max_docs`` documents if given."""
-    return [python_code_source(max_docs), english_docs_source(max_docs)]
+    return [
+        python_code_source(max_docs),
+        english_docs_source(max_docs),
+        *python_split_sources(max_docs),
+    ]
 
 
 def train_bpe(documents: Iterator[str] | list[str], vocab_size: int = BPE_VOCAB_SIZE) -> Tokenizer:
@@ -218,6 +270,7 @@ def build_embedded(
         train_docs = (
             doc
             for s in sources
+            if s.name in BPE_SOURCES
             for doc in s.documents
             if split_of(doc, EVAL_FRACTIONS[s.name]) == "train"
         )

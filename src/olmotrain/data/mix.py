@@ -10,13 +10,14 @@ is asked for within its ``max_repetition_ratio``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import difflib
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig
+from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig, SourceSchema
 from olmotrain.data.tokens import (
     check_token_files,
     expand,
@@ -89,6 +90,8 @@ class DataReport:
     problems: list[str]
     """Every data problem found (reported in the plan; training refuses to start on one)."""
     note: str | None = None
+    proxy_for_tokens: float | None = None
+    """The larger run whose repetition this one matches (``data.proxy_for_tokens``)."""
 
 
 @dataclass
@@ -123,12 +126,61 @@ def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> Data
         note = f"the {data.builder} dataset is built on the first training run (or `make data`)"
     return DataReport(
         name=data.name,
-        mix="ratios" if any(s.ratio is not None for s in data.sources) else "natural",
+        mix="ratios" if any(s.ratio is not None for s in mixed_sources(data)) else "natural",
         sources=[SourcePlan(**asdict(r), **m) for r, m in zip(train, mix, strict=True)],
         eval=held_out,
         problems=problems,
         note=note,
+        proxy_for_tokens=data.proxy_for_tokens,
     )
+
+
+def mixed_sources(data: DataSchema, duration_tokens: int | None = None) -> list[SourceSchema]:
+    """The sources as the run mixes them: ``data.ratios`` in place of their ratios and, for a
+    repetition-matched proxy (``data.proxy_for_tokens``, with ``duration_tokens``), each
+    source's ``max_source_fraction`` scaled by this run's share of the larger run."""
+    sources = list(data.sources)
+    if data.ratios is not None:
+        sources = _with_ratios(data, sources)
+    proxy = data.proxy_for_tokens
+    if proxy is not None:
+        if not proxy > 0:
+            raise UserError(f"data.proxy_for_tokens={proxy} must be a positive number of tokens")
+        if any(s.ratio is None for s in sources):
+            raise UserError(
+                f"data '{data.name}': data.proxy_for_tokens needs a ratio per source "
+                "(data.ratios={...} or sources[].ratio); a natural mix repeats every source alike"
+            )
+        if duration_tokens is not None:
+            share = min(1.0, duration_tokens / proxy)
+            sources = [
+                replace(s, max_source_fraction=s.max_source_fraction * share) for s in sources
+            ]
+    return sources
+
+
+def _with_ratios(data: DataSchema, sources: list[SourceSchema]) -> list[SourceSchema]:
+    given = data.ratios
+    names = [s.name for s in sources]
+    if not isinstance(given, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in given.values()
+    ):
+        raise UserError(
+            f"data.ratios={given} must map every source to a number, e.g. "
+            f"data.ratios={{{', '.join(f'{n}: {1 / len(names):.2g}' for n in names)}}}"
+        )
+    for key in given:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"its sources are {', '.join(names)}"
+            raise UserError(f"data.ratios: '{key}' is not a source of data '{data.name}'; {hint}")
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise UserError(
+            f"data.ratios gives no ratio for {', '.join(missing)}; give every source of data "
+            f"'{data.name}' a ratio ({', '.join(names)})"
+        )
+    return [replace(s, ratio=float(given[s.name])) for s in sources]
 
 
 def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> list[dict[str, Any]]:
@@ -137,7 +189,7 @@ def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> li
     In a natural mix each source's share is what it holds, so a run longer than the data repeats
     every source alike; ``max_repetition_ratio`` bounds that too.
     """
-    sources = data.sources
+    sources = mixed_sources(data, duration)
     ratios = [s.ratio for s in sources]
     if any(r is None for r in ratios) and any(r is not None for r in ratios):
         missing = ", ".join(s.name for s in sources if s.ratio is None)
@@ -146,9 +198,9 @@ def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> li
         )
     natural = not ratios or ratios[0] is None
     if not natural:
-        if any(r <= 0 for r in ratios):
+        if any(r < 0 for r in ratios):
             listed = ", ".join(f"{s.name}={s.ratio}" for s in sources)
-            raise UserError(f"data '{data.name}': ratios must be > 0 (got {listed})")
+            raise UserError(f"data '{data.name}': ratios must be >= 0 (got {listed})")
         total = sum(ratios)
         if abs(total - 1) > RATIO_TOLERANCE:
             listed = " + ".join(f"{s.name} {s.ratio:g}" for s in sources)
@@ -288,9 +340,10 @@ def dataset_config(
         work_dir=work_dir,
         instance_filter_config=InstanceFilterConfig(**filt) if filt else None,
     )
-    if all(s.ratio is None for s in data.sources):
+    sources = mixed_sources(data, duration_tokens)
+    if all(s.ratio is None for s in sources):
         paths, metadata = [], []
-        for s in data.sources:
+        for s in sources:
             for p in expand(s.paths):
                 paths.append(p)
                 metadata.append({"label": s.name})
@@ -305,7 +358,8 @@ def dataset_config(
                     max_repetition_ratio=s.max_repetition_ratio,
                     max_source_fraction=s.max_source_fraction,
                 )
-                for s in data.sources
+                for s in sources
+                if s.ratio > 0  # a source at 0 is not in the mix
             ]
         ),
         requested_tokens=duration_tokens,

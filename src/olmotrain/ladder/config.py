@@ -25,12 +25,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from olmotrain.config.compose import CONFIG_DIR, group_options
-from olmotrain.config.file_errors import find_mistake, yaml_mistake
+from olmotrain.config.experiment_file import find_file, load_typed
+from olmotrain.config.experiment_file import split_overrides as split_typed
 from olmotrain.config.naming import LADDER_SWEEP_PREFIX
 from olmotrain.errors import UserError
 
@@ -67,18 +64,6 @@ class LadderConfig:
         return Path(self.output_root) / "sweeps" / self.sweep_name
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0]
-
-
-def _shown(path: Path) -> str:
-    """A ladder file as the user knows it: ``conf/ladder/demo.yaml`` for a shipped one."""
-    try:
-        return str(path.resolve().relative_to(CONFIG_DIR.parent))
-    except ValueError:
-        return str(path)
-
-
 def ladder_names() -> list[str]:
     """The shipped ladders (``conf/ladder/*.yaml``)."""
     return sorted(p.stem for p in LADDER_DIR.glob("*.yaml"))
@@ -86,34 +71,10 @@ def ladder_names() -> list[str]:
 
 def load_ladder(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> LadderConfig:
     """A ladder by name (``conf/ladder/``) or YAML path, with ``key=value`` overrides, checked."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = LADDER_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        close = difflib.get_close_matches(str(name_or_path), ladder_names(), n=3, cutoff=0.5)
-        hint = (
-            f"did you mean {' or '.join(close)}?"
-            if close
-            else f"choose from: {', '.join(ladder_names())}"
-        )
-        raise UserError(f"unknown ladder '{name_or_path}'; {hint} (ladders live in conf/ladder/)")
+    path = find_file(name_or_path, "ladder", "ladder")
     ladder_keys, train_keys = split_overrides(overrides)
-    where = _shown(path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        line = yaml_mistake(exc, where) or f"{where}: not valid YAML ({_first_line(exc)})"
-        raise UserError(line) from None
-    try:
-        merged = OmegaConf.merge(
-            OmegaConf.structured(LadderConfig), values, OmegaConf.from_dotlist(ladder_keys)
-        )
-        merged.overrides = [*merged.overrides, *train_keys]
-        ladder: LadderConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    except (OmegaConfBaseException, TypeError, ValueError) as exc:
-        # The file's mistake, by dotted key with its fix; else (a command-line value) OmegaConf's.
-        line = find_mistake(values, LadderConfig) or _first_line(exc)
-        raise UserError(f"{where}: {line}") from None
+    ladder = load_typed(path, LadderConfig, ladder_keys)
+    ladder.overrides = [*ladder.overrides, *train_keys]
     check_ladder(ladder)
     return ladder
 
@@ -133,31 +94,7 @@ LADDER_SETS = {
 def split_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Command-line ``key=value`` pairs -> (ladder keys, ``train.py`` overrides); a key that is
     neither is refused with the close names of both."""
-    from dataclasses import fields
-
-    from olmotrain.config.schema import RunSchema
-
-    ladder_fields = {f.name for f in fields(LadderConfig)}
-    train_fields = {f.name for f in fields(RunSchema)} | {"hydra"}
-    ladder_keys, train_keys = [], []
-    for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+~")
-        top = key.split(".", 1)[0].split("@", 1)[0]
-        if "=" not in item:
-            raise UserError(f"'{item}' is not key=value (a ladder key or a train.py override)")
-        if top in ladder_fields:
-            ladder_keys.append(item)
-        elif top in LADDER_SETS:
-            raise UserError(f"'{item}': the ladder sets {top} for every point; {LADDER_SETS[top]}")
-        elif top in train_fields:
-            train_keys.append(item)
-        else:
-            close = difflib.get_close_matches(top, sorted(ladder_fields | train_fields), n=3)
-            hint = f"did you mean {' or '.join(close)}?" if close else "see conf/ladder/demo.yaml"
-            raise UserError(
-                f"unknown key '{key}': neither a ladder key nor a train.py setting; {hint}"
-            )
-    return ladder_keys, train_keys
+    return split_typed(overrides, LadderConfig, LADDER_SETS, "ladder")
 
 
 _SIZE = re.compile(r"^(.*?)(\d+(?:\.\d+)?)([mb])$", re.IGNORECASE)
@@ -196,27 +133,33 @@ def check_ladder(ladder: LadderConfig) -> None:
     if not ladder.seeds:
         raise UserError(f"ladder {ladder.name} has no seeds; e.g. seeds: [42]")
     for kind, group, names in (("size", "model", ladder.sizes), ("mix", "data", ladder.mixes)):
-        options = group_options(group)
         for name in names:
-            if name not in options:
-                close = _nearest_sizes(name, options) or difflib.get_close_matches(
-                    name, options, n=3, cutoff=0.5
-                )
-                hint = (
-                    f"did you mean {' or '.join(close)}?"
-                    if close
-                    else f"configs live in conf/{group}/"
-                )
-                raise UserError(f"ladder {ladder.name}: unknown {kind} '{name}'; {hint}")
+            check_option(f"ladder {ladder.name}", kind, group, name)
         if len(set(names)) != len(names):
             raise UserError(f"ladder {ladder.name}: a {kind} is listed twice in {names}")
     if "/" in ladder.name or ladder.name.startswith("."):
         raise UserError(f"ladder name {ladder.name!r} must be a plain name")
-    if ladder.tag and not _TAG.fullmatch(str(ladder.tag)):
-        raise UserError(
-            f"ladder {ladder.name}: tag={ladder.tag!r} must be a plain name (letters, digits, "
-            "'.', '_', '-'), e.g. tag=v2"
-        )
+    check_tag(f"ladder {ladder.name}", ladder.tag)
 
 
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_tag(owner: str, tag: str | None) -> None:
+    """A tag names a directory: letters, digits, '.', '_', '-'."""
+    if tag and not _TAG.fullmatch(str(tag)):
+        raise UserError(
+            f"{owner}: tag={tag!r} must be a plain name (letters, digits, '.', '_', '-'), e.g. tag=v2"
+        )
+
+
+def check_option(owner: str, kind: str, group: str, name: str) -> None:
+    """``name`` is an option of config group ``group`` (a size: nearest sizes suggested)."""
+    options = group_options(group)
+    if name in options:
+        return
+    close = _nearest_sizes(name, options) or difflib.get_close_matches(
+        name, options, n=3, cutoff=0.5
+    )
+    hint = f"did you mean {' or '.join(close)}?" if close else f"configs live in conf/{group}/"
+    raise UserError(f"{owner}: unknown {kind} '{name}'; {hint}")

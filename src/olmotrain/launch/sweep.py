@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from olmotrain.config.naming import names_run, override_key, slug
+from olmotrain.config.naming import names_run, override_key, shorten, slug
 from olmotrain.errors import UserError
 from olmotrain.paths import write_atomically
 
@@ -42,7 +42,7 @@ def point_names(job_overrides: Sequence[Sequence[str]]) -> list[str] | None:
     ]
     keys = [k for k in dict.fromkeys(k for v in values for k in v)]
     swept = [k for k in keys if len({v.get(k) for v in values}) > 1]
-    names = [slug(",".join(v[k] for k in swept if k in v)) or "default" for v in values]
+    names = [shorten(slug(",".join(v[k] for k in swept if k in v))) or "default" for v in values]
     for i, name in enumerate(names):
         if (j := names.index(name)) != i:
             raise UserError(

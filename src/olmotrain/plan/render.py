@@ -34,6 +34,12 @@ def render_table(plan: Plan) -> str:
         for ck in p.checkpoints
     ]
     lines += ["", f"  data: {p.data.name} ({p.data.mix} mix)"]
+    if p.data.proxy_for_tokens:
+        share = min(1.0, p.duration_tokens / p.data.proxy_for_tokens)
+        lines.append(
+            f"    repetition-matched proxy of a {_tokens(p.data.proxy_for_tokens)}-token run: each "
+            f"source used up to {share:.3g} of its tokens, so it repeats as often as there"
+        )
     lines.append(
         f"    {'source':<16} {'ratio':>6} {'available':>14} {'requested':>14} {'repetition':>10}  fits"
     )
