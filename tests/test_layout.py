@@ -2,8 +2,8 @@
 
 Every ``import olmotrain...`` in every module counts, those inside functions too (a lazy import
 is still a dependency). Layers, bottom to top: errors, console, paths and squeue; metrics;
-chinchilla; config, model, data, eval, plan, train, launch; ladder, export, generate and
-evaluate; then the command-line entry points.
+chinchilla; confidence; config, model, data, eval, plan, train, launch; ladder, mixture, export,
+generate and evaluate; then the command-line entry points.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ LAYERS = [
     ("olmotrain.errors", "olmotrain.console", "olmotrain.paths", "olmotrain.squeue"),
     ("olmotrain.metrics",),  # names only: below everything that logs or reads metrics
     ("olmotrain.chinchilla",),
+    ("olmotrain.confidence",),  # statistics only: how sure a number is
     ("olmotrain.config",),
     ("olmotrain.model",),
     ("olmotrain.data",),
@@ -28,7 +29,13 @@ LAYERS = [
     ("olmotrain.plan",),
     ("olmotrain.train",),
     ("olmotrain.launch",),
-    ("olmotrain.ladder", "olmotrain.export", "olmotrain.generate", "olmotrain.evaluate"),
+    (
+        "olmotrain.ladder",
+        "olmotrain.mixture",
+        "olmotrain.export",
+        "olmotrain.generate",
+        "olmotrain.evaluate",
+    ),
 ]
 ENTRY_POINTS = len(LAYERS)
 """Modules in no layer above (the ``olmotrain`` command, ``python -m olmotrain.X`` commands) sit on top."""

@@ -1,0 +1,1 @@
+"""How sure: resampling intervals for the numbers olmotrain reports."""
