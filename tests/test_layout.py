@@ -1,9 +1,9 @@
 """The package's shape: layers point down only, no import cycle, no module over 600 lines.
 
 Every ``import olmotrain...`` in every module counts, those inside functions too (a lazy import
-is still a dependency). Layers, bottom to top: errors, console, paths and squeue; metrics;
-chinchilla; confidence; config, model, data, eval, plan, train, launch; ladder, mixture, export,
-generate and evaluate; then the command-line entry points.
+is still a dependency). Layers, bottom to top: errors, console, paths, squeue and machine;
+metrics; chinchilla; confidence; config, model, data, eval, plan, train, launch; ladder, export,
+generate and evaluate; mixture; then the command-line entry points.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ PACKAGE = SRC / "olmotrain"
 MAX_LINES = 600
 
 LAYERS = [
-    ("olmotrain.errors", "olmotrain.console", "olmotrain.paths", "olmotrain.squeue"),
+    (
+        "olmotrain.errors",
+        "olmotrain.console",
+        "olmotrain.paths",
+        "olmotrain.squeue",
+        "olmotrain.machine",
+    ),
     ("olmotrain.metrics",),  # names only: below everything that logs or reads metrics
     ("olmotrain.chinchilla",),
     ("olmotrain.confidence",),  # statistics only: how sure a number is
@@ -29,13 +35,8 @@ LAYERS = [
     ("olmotrain.plan",),
     ("olmotrain.train",),
     ("olmotrain.launch",),
-    (
-        "olmotrain.ladder",
-        "olmotrain.mixture",
-        "olmotrain.export",
-        "olmotrain.generate",
-        "olmotrain.evaluate",
-    ),
+    ("olmotrain.ladder", "olmotrain.export", "olmotrain.generate", "olmotrain.evaluate"),
+    ("olmotrain.mixture",),  # a ladder's decision and fit machinery, reused
 ]
 ENTRY_POINTS = len(LAYERS)
 """Modules in no layer above (the ``olmotrain`` command, ``python -m olmotrain.X`` commands) sit on top."""
