@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data
 
-.PHONY: setup data train test test-durations test-fast bench bench-slurm lint clean ladder-demo docs
+.PHONY: setup data train test test-durations test-fast bench bench-slurm lint clean ladder-demo mixture-demo docs
 
 setup: $(STAMP)  ## the virtual environment with everything installed
 
@@ -30,6 +30,14 @@ ladder-demo: data  ## DataDecide on the CPU: 4 sizes x 3 embedded mixes -> fit, 
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder decide demo
 	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.ladder report demo --output docs/ladder-demo
 
+mixture-demo: data  ## which mix to train, on the CPU: 24 olmo2_1m proxies of the embedded corpus's 3 sources -> fit, propose, verify at 2 sizes, report in docs/mixture-demo/
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.mixture run demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.mixture collect demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.mixture fit demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.mixture propose demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.mixture verify demo
+	OLMOTRAIN_DATA_ROOT=$(DATA_ROOT) $(PY) -m olmotrain.mixture report demo --output docs/mixture-demo
+
 test: setup data  ## the whole suite (CPU), two workers, a test file each, longest first (tests/durations.json); skips listed with their reasons; exit 5 (no tests) is a failure
 	$(PY) -m pytest -q -rs -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
 
@@ -39,10 +47,12 @@ test-durations: setup data  ## run the suite as `make test` does and rewrite tes
 test-fast: setup  ## everything but the end-to-end training runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
 
-bench: data  ## ratios vs baselines measured in the same run: overhead, CLI latency, eval throughput, ladder overhead, generation vs transformers, prep vs dolma (see bench/README.md)
+bench: data  ## ratios vs baselines measured in the same run: overhead, CLI latency, eval throughput, ladder overhead, mixture fit and swarm overhead, generation vs transformers, prep vs dolma (see bench/README.md)
 	$(PY) bench/overhead.py $(ARGS)
 	$(PY) bench/eval_throughput.py
 	$(PY) bench/ladder_overhead.py
+	$(PY) bench/mixture_fit.py
+	$(PY) bench/mixture_overhead.py
 	$(PY) bench/generate_speed.py
 	$(PY) bench/prepare_vs_dolma.py
 

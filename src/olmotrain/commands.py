@@ -24,6 +24,7 @@ COMMANDS = {
     "prepare": "tokenize text into olmo-core token files with a train/eval split",
     "evaluate": "evaluate a saved checkpoint: held-out LM metrics and downstream tasks",
     "ladder": "train a ladder of model sizes, fit scaling laws and decide between data mixes",
+    "mixture": "which data mix to train: a swarm of small runs, regressions, a verified proposal",
     "export": "export a checkpoint to a Hugging Face model directory (checked for parity)",
     "generate": "generate text from a checkpoint or an exported model",
     "status": "where each run of a sweep (or one run) stands",

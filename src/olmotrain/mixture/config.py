@@ -157,6 +157,7 @@ def load_mixture(name_or_path: str, overrides: list[str] | tuple[str, ...] = ())
     path = find_file(name_or_path, "mixture", "mixture")
     own, train = split_overrides(overrides, MixtureConfig, MIXTURE_SETS, "mixture")
     config = load_typed(path, MixtureConfig, own)
+    split_overrides(config.overrides, MixtureConfig, MIXTURE_SETS, "mixture")  # the file's too
     config.overrides = [*config.overrides, *train]
     check_mixture(config)
     return config
