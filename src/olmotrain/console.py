@@ -26,6 +26,8 @@ QUIET_LOGGERS = {
     "olmo_core.nn.transformer.config": logging.WARNING,
     "olmo_core.optim.config": logging.WARNING,
     "olmo_core.data.numpy_dataset": logging.WARNING,
+    # Its per-source tables, ~30 lines a run: the plan and the run's report show each source's share.
+    "olmo_core.data.source_mixture": logging.WARNING,
     "olmo_core.nn.hf.checkpoint": logging.ERROR,  # "accelerate not installed": harmless
     # An optional NVIDIA library olmo-core probes for at import; its absence is not news.
     "olmo_core.nn.attention.te_attn_api": logging.ERROR,

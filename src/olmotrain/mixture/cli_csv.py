@@ -65,7 +65,7 @@ def fit_report(
     if as_json:
         return json.dumps({
             "metric": _metric_json(metric), "runs": len(table.runs), "chosen": best,
-            "cv": {f: {"rmse": s.rmse, "spearman": s.spearman} for f, s in cv.items()},
+            "cv": {f: {"rmse": _finite(s.rmse), "spearman": _finite(s.spearman)} for f, s in cv.items()},
         })  # fmt: skip
     lines = [
         f"{_metric_text(metric)}: {len(table.runs)} runs, {len(table.sources)} sources; "
@@ -75,8 +75,18 @@ def fit_report(
     ]
     for f, s in cv.items():
         mark = "  <- best" if f == best else ""
-        lines.append(f"{f:<12} {s.rmse:>10.4g} {s.spearman:>9.3f}{mark}")
+        lines.append(f"{f:<12} {_num(s.rmse, '.4g'):>10} {_num(s.spearman, '.3f'):>9}{mark}")
     return "\n".join(lines)
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+def _num(value: float | None, spec: str) -> str:
+    """A number for a table; ``-`` for one that could not be computed (a constant prediction
+    has no Spearman correlation)."""
+    return "-" if value is None or value != value else format(value, spec)
 
 
 def _metric_json(metric: dict[str, float]) -> Any:
@@ -112,7 +122,8 @@ def proposal_lines(result: Any) -> list[str]:
         f"best run     {out['best_run']['run']}: {out['best_run']['value']:.4f} (measured)",
         "models       "
         + ", ".join(
-            f"{f} RMSE {s['rmse']:.3g} Spearman {s['spearman']:.2f}" for f, s in out["cv"].items()
+            f"{f} RMSE {_num(s['rmse'], '.3g')} Spearman {_num(s['spearman'], '.2f')}"
+            for f, s in out["cv"].items()
         ),
     ]
     return lines

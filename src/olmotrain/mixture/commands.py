@@ -126,7 +126,12 @@ def propose(mixture: Mixture, args: argparse.Namespace) -> int:
     result = proposal_of(mixture)
     out = result.to_json()
     write_atomically(mixture.sweep_dir / "proposal.json", json.dumps(out, indent=2))
-    data_file = write_proposed_data(mixture, out["proposal"])
+    lo, hi = out["interval"]
+    why = (
+        f"{result.model} fitted on {result.runs} runs predicts {out['predicted']:.4f} "
+        f"(95% bootstrap interval {lo:.4f} .. {hi:.4f})"
+    )
+    data_file = write_proposed_data(mixture, out["proposal"], why)
     if args.json:
         print(json.dumps({**out, "data_config": str(data_file)}))
         return 0

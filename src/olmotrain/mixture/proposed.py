@@ -18,8 +18,9 @@ from olmotrain.mixture.experiment import Mixture
 from olmotrain.paths import write_atomically
 
 
-def write_proposed_data(mixture: Mixture, weights: dict[str, float]) -> Path:
-    """Write the proposal's data config; returns its path."""
+def write_proposed_data(mixture: Mixture, weights: dict[str, float], why: str = "") -> Path:
+    """Write the proposal's data config (``why``: a line on where it comes from, for its
+    header); returns its path."""
     c = mixture.config
     cons = mixture.constraints(mixture.target_tokens, "the target")
     mix = mixture.feasible(np.array([weights[n] for n in mixture.names]), cons)
@@ -42,7 +43,7 @@ def write_proposed_data(mixture: Mixture, weights: dict[str, float]) -> Path:
         f"{datetime.date.today()}: the mix of {c.data}'s sources for {c.target.size} at "
         f"{c.target.chinchilla_multiple:g} x Chinchilla\n# ({mixture.target_tokens:,} tokens). "
         f"Train it: python train.py model={c.target.size} data={c.proposed_data_name} "
-        f"chinchilla_multiple={c.target.chinchilla_multiple:g}\n"
+        f"chinchilla_multiple={c.target.chinchilla_multiple:g}\n" + (f"# {why}\n" if why else "")
     )
     path = CONFIG_DIR / "data" / f"{c.proposed_data_name}.yaml"
     write_atomically(path, header + body)
