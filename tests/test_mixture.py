@@ -259,7 +259,7 @@ def test_a_tiny_experiment_from_swarm_to_verified_proposal(tiny_mixture, tmp_pat
     assert verify.returncode == 0, verify.stderr[-3000:]
     verdict = json.loads(verify.stdout.strip().splitlines()[-1])
     assert verdict["sizes"] == ["olmo2_1m", "dd_4m"]
-    assert set(verdict["mixes"]) >= {"proposed", "prior"}
+    assert set(verdict["mixes"]) >= {"proposed", "natural"}
     for size in verdict["sizes"]:
         ranked = verdict["rankings"][size]
         assert verdict["proposal_wins"][size] == (ranked[0] == "proposed")

@@ -6,7 +6,7 @@
     collect  ratios.csv + metrics.csv (olmix's layout) + collected.csv
     fit      every regression family, cross-validated: out-of-fold RMSE and Spearman (--json)
     propose  the best feasible mix -> conf/data/<name>_proposed.yaml (--json)
-    verify   train the proposal, the prior and the best swarm mix at two sizes; who wins (--json)
+    verify   train the proposal, the natural mix and the best swarm mix at two sizes; who wins
     report   report.md + pictures (--output DIR)
 
 NAME is a name in conf/mixture/ or a YAML path; ``key=value`` pairs override its settings.

@@ -112,8 +112,9 @@ def _mixes_picture(mixture: Mixture, result: Any, verification: Any, path: Path)
 
     names = mixture.names
     mixes = {"proposed": result.proposal, "prior": result.prior}
-    if verification is not None and "best_swarm" in verification["mixes"]:
-        mixes["best swarm run"] = verification["mixes"]["best_swarm"]
+    for label in ("natural", "best_swarm"):
+        if verification is not None and label in verification["mixes"]:
+            mixes[label.replace("_", " ")] = verification["mixes"][label]
     x = np.arange(len(names))
     width = 0.8 / len(mixes)
     fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 3.6))

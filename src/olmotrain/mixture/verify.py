@@ -1,4 +1,4 @@
-"""``verify``: train the proposal, the prior and the best swarm mix at two sizes, and decide.
+"""``verify``: train the proposal, the natural mix and the best swarm mix at two sizes; decide.
 
 The three mixes train as the ``-m`` sweep ``mixture-<name>[-<tag>]-verify`` (sizes x mixes x
 seeds, repetition-matched to the target like the swarm), and the winner at every size is
@@ -39,14 +39,17 @@ def read_proposal(mixture: Mixture) -> dict[str, Any]:
 
 
 def verify_mixes(mixture: Mixture, proposal: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """``proposed``, ``prior`` and ``best_swarm`` (a mix listed once, under its first label)."""
+    """``proposed``, ``natural`` (the data as it is: each source in proportion to its tokens,
+    what one trains without a proposal) and ``best_swarm`` (the swarm run that measured best);
+    a mix listed once, under its first label."""
     cons = mixture.constraints(mixture.target_tokens, "the target")
     names = mixture.names
     best_run = proposal["best_run"]["run"]
     best = next((p.weights for p in mixture.points if p.name == best_run), None)
+    tokens = [float(s.tokens) for s in mixture.sources]
     candidates = {
         "proposed": proposal["proposal"],
-        "prior": dict(zip(names, mixture.prior(), strict=True)),
+        "natural": {n: t / sum(tokens) for n, t in zip(names, tokens, strict=True)},
         "best_swarm": best,
     }
     mixes: dict[str, dict[str, float]] = {}

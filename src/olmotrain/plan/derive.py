@@ -75,6 +75,17 @@ class Schedule:
         return self.duration_tokens // self.batch.tokens
 
 
+def _memory_warning(memory: Any, fit: Any, device_type: str) -> list[str]:
+    """A warning when the run does not fit its device, with the settings that would."""
+    if fit.fits:
+        return []
+    fixes = " or ".join(fit.would_fit_with) or "a bigger device"
+    return [
+        f"{memory.total / 2**30:.1f} GiB per device does not fit the "
+        f"{fit.capacity / 2**30:.0f} GiB of a {device_type}; try {fixes}"
+    ]
+
+
 def derive_plan(c: RunConfig, calibrate: bool | None = None) -> Plan:
     """Everything ``c``'s run will do. Raises ``UserError`` for impossible settings.
 
@@ -96,12 +107,7 @@ def derive_plan(c: RunConfig, calibrate: bool | None = None) -> Plan:
     memory, fit, cost = resources(
         c, num_params, model_cfg.d_model, layers, s, total_flops, _work(c, s, data, ev), rate
     )
-    if not fit.fits:
-        fixes = " or ".join(fit.would_fit_with) or "a bigger device"
-        warnings.append(
-            f"{memory.total / 2**30:.1f} GiB per device does not fit the "
-            f"{fit.capacity / 2**30:.0f} GiB of a {cost.device_type}; try {fixes}"
-        )
+    warnings += _memory_warning(memory, fit, cost.device_type)
     t, b = c.train, s.batch
     return Plan(
         model=c.model.name,
