@@ -268,3 +268,20 @@ def test_a_tiny_experiment_from_swarm_to_verified_proposal(tiny_mixture, tmp_pat
     page = (tmp_path / "report" / "report.md").read_text()
     for picture in ("fit.png", "mixes.png", "swarm.png", "verify.png"):
         assert (tmp_path / "report" / picture).stat().st_size > 1000 and picture in page
+
+
+def test_a_mix_of_sources_with_dashes_and_colons_is_one_hydra_override():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from olmotrain.mixture.experiment import ratios_value
+
+    mix = {"c4-en": 0.25, "wiki:en": 0.25, "web.en": 0.5}
+    (override,) = OverridesParser.create().parse_overrides([f"data.ratios={ratios_value(mix)}"])
+    assert override.value() == mix
+
+
+def test_direction_flags_are_refused_with_a_name(embedded_data, tmp_path):
+    line = assert_one_line_error(
+        mixture_main("propose", write_mixture(tmp_path, "x"), "--maximize")
+    )
+    assert "--maximize is for --ratios/--metrics" in line and "higher_is_better" in line

@@ -85,13 +85,13 @@ def _refuse_csv_options(args: argparse.Namespace) -> None:
     given = [
         f"--{k.replace('_', '-')}"
         for k in ("metric", "model", "prior", "kl_weight", "available", "target_tokens",
-                  "max_repetition", "fixed")
+                  "max_repetition", "fixed", "minimize", "maximize")
         if getattr(args, k) is not None
     ]  # fmt: skip
     if given:
         raise UserError(
             f"{given[0]} is for --ratios/--metrics; with a NAME set it in conf/mixture/ or as "
-            "key=value (metric=..., model=..., kl_weight=..., swarm.prior=...)"
+            "key=value (metric=..., model=..., kl_weight=..., swarm.prior=..., higher_is_better=...)"
         )
 
 

@@ -118,7 +118,8 @@ def proposal_lines(result: Any) -> list[str]:
         )
     lines += [
         "",
-        f"predicted    {out['predicted']:.4f} (95% bootstrap interval {lo:.4f} .. {hi:.4f})",
+        f"predicted    {_num(out['predicted'], '.4f')} (95% bootstrap interval "
+        f"{_num(lo, '.4f')} .. {_num(hi, '.4f')})",
         f"best run     {out['best_run']['run']}: {out['best_run']['value']:.4f} (measured)",
         "models       "
         + ", ".join(

@@ -128,8 +128,8 @@ def propose(mixture: Mixture, args: argparse.Namespace) -> int:
     write_atomically(mixture.sweep_dir / "proposal.json", json.dumps(out, indent=2))
     lo, hi = out["interval"]
     why = (
-        f"{result.model} fitted on {result.runs} runs predicts {out['predicted']:.4f} "
-        f"(95% bootstrap interval {lo:.4f} .. {hi:.4f})"
+        f"{result.model} fitted on {result.runs} runs predicts {out['predicted']} "
+        f"(95% bootstrap interval {lo} .. {hi})"
     )
     data_file = write_proposed_data(mixture, out["proposal"], why)
     if args.json:

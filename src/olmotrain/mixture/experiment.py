@@ -66,7 +66,10 @@ def ratios_value(weights: dict[str, float]) -> str:
 
 
 def _key(name: str) -> str:
-    return name if name.isidentifier() else quote(name)
+    # Hydra's grammar takes no quoted dict keys: its own escaping (``wiki\\:en``), as in job overrides.
+    from hydra._internal.grammar.utils import escape_special_characters
+
+    return escape_special_characters(name)
 
 
 def _number(value: float) -> str:

@@ -120,11 +120,15 @@ def verdict(mixture: Mixture, frame) -> dict[str, Any]:
         from olmotrain.ladder.fit import higher_is_better
 
         higher = higher_is_better(next(iter(c.metric_weights)))
-    sizes = [s for s in c.verify_sizes if s in set(frame["size"])]
+    # Only sizes where every mix and seed finished: a lone finished run would "win" there.
+    runs = frame.groupby("size").size()
+    complete = frame["mix"].nunique() * len(c.seeds)
+    sizes = [s for s in c.verify_sizes if runs.get(s, 0) >= complete]
     if len(sizes) < 2 or frame["mix"].nunique() < 2:
         raise UserError(
             f"verification of mixture {c.name}: {len(sizes)} size(s) and "
-            f"{frame['mix'].nunique()} mix(es) finished; it needs 2 sizes and 2 mixes"
+            f"{frame['mix'].nunique()} mix(es) finished everywhere; it needs 2 sizes with every "
+            "mix finished"
         )
     decision = decide(frame, OBJECTIVE, higher, sizes)
     values = frame.groupby(["size", "mix"])[OBJECTIVE].mean()
