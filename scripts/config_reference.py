@@ -33,6 +33,9 @@ GROUPS_WITHOUT_SECTION = {
     "experiment": "presets: each may set any key of any group",
     "ladder": "for `python -m olmotrain.ladder`, not `train.py`: see [ladders.md](ladders.md)",
 }
+GROUP_NOTES = {
+    "data": "plus the `<name>_proposed` mixes `olmotrain mixture` writes: see [mixtures.md](mixtures.md)",
+}
 LONG_DEFAULT = 80  # characters; longer defaults point at the file that sets them
 
 
@@ -180,7 +183,11 @@ def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
 
 
 def _group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    # `<name>_proposed` data configs are written by `olmotrain mixture` (and its tests) at any
+    # time, so listing them would make this page stale whenever one appears.
+    return sorted(
+        p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.endswith("_proposed")
+    )
 
 
 def render() -> str:
@@ -226,7 +233,7 @@ def _groups_table(choices: dict[str, str]) -> list[str]:
         default = choices.get(group)
         shown = f"`{default}`" if default else "none"
         options = ", ".join(f"`{o}`" for o in _group_options(group))
-        note = GROUPS_WITHOUT_SECTION.get(group)
+        note = GROUPS_WITHOUT_SECTION.get(group) or GROUP_NOTES.get(group)
         out.append(f"| `{group}` | {shown} | {options}{f'; {note}' if note else ''} |")
     return out
 
