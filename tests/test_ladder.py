@@ -217,7 +217,8 @@ def test_checkpoints_metrics_and_the_collected_table(tiny_ladder):
         "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops", "checkpoint",
     ]  # fmt: skip
     # a checkpoint repeating the next one's eval metrics (a 1-step decay at LR 0) is kept once
-    assert len(table) + table["same_as_step"].notna().sum() == 4 * len(permanent)
+    kept = table[table["kind"] == "permanent"]
+    assert len(kept) + kept["same_as_step"].notna().sum() == 4 * len(permanent)
     assert {"train/CE loss", "eval/lm/english_docs/BPB", "eval/downstream/copa (accuracy)"} <= set(
         table.columns
     )
@@ -318,6 +319,16 @@ def fake_ladder_runs(tmp_path):
             k = j - 1 if i == 0 and j == len(steps) - 1 else j
             metrics = {"train/CE loss": 9.0 - j, "eval/lm/english_docs/CE loss": 8.0 - i - 0.1 * k}
             (ck.parent / f"metrics_step{step}.json").write_text(json.dumps(metrics))
+        # an in-loop evaluation between checkpoints (eval.interval, eval.final_evals), logged
+        # in two records as olmo-core may; and a train-only record, which is no evaluation
+        records = [
+            {"step": 1, "tokens": 4096, "train/CE loss": 9.5},
+            {"step": steps[-1] - 1, "tokens": 77, "train/CE loss": 8.5},
+            {"step": steps[-1] - 1, "tokens": 77, "eval/lm/english_docs/CE loss": 7.77},
+            {"step": steps[-1], "tokens": 88, "eval/lm/english_docs/CE loss": 1.0},
+        ]
+        log = "".join(json.dumps(r) + "\n" for r in records if r["step"] not in steps[:-1])
+        (point.run_dir / "metrics.jsonl").write_text(log)
     return path, ladder, steps_of
 
 
@@ -333,6 +344,15 @@ def test_collect_keeps_one_of_two_checkpoints_with_the_same_eval_metrics(tmp_pat
     assert "same_as_step" in note[0]
     table = pd.read_csv(ladder.sweep_dir / "collected.csv")
     # one row per distinct model, not per checkpoint: the later of the two is kept, marked
+    assert set(table["kind"]) == {"permanent", "interval"}
+    interval = table[table["kind"] == "interval"]
+    # one row, merged from its records, where a step between checkpoints was evaluated
+    assert distinct[-1] - 1 not in distinct, distinct
+    assert interval["size"].tolist() == ["dd_4m"] and interval["checkpoint"].isna().all()
+    assert interval["step"].tolist() == [distinct[-1] - 1]
+    assert interval["eval/lm/english_docs/CE loss"].tolist() == [7.77]
+    assert interval["train/CE loss"].tolist() == [8.5] and interval["tokens"].tolist() == [77]
+    table = table[table["kind"] == "permanent"]
     run = table[table["size"] == "olmo2_1m"].set_index("step")
     assert list(run.index) == repeated[:-2] + repeated[-1:]
     assert run.loc[repeated[-1], "same_as_step"] == repeated[-2]

@@ -297,6 +297,12 @@ class EvalSchema:
     """Steps between evaluations; ``null``: only at every permanent checkpoint and the end."""
     limit: int | None = None
     """Items (questions) per downstream task; ``null``: the whole validation split."""
+    final_evals: int | None = None
+    """Extra evaluations spread evenly over the last ``final_span`` of the run (the last step
+    included): the checkpoint-to-checkpoint noise that ``ladder decide`` and ``ladder snr``
+    measure; ``null``: none."""
+    final_span: float = 0.1
+    """The share of the run, at its end, that ``final_evals`` spread over."""
     heldout_tokens: int | None = None
     """Scored tokens per held-out source: its first whole documents, in file order, until they
     reach this many (the same subset in every run and in ``evaluate``; the count is recorded as

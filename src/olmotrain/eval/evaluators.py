@@ -33,6 +33,7 @@ from olmotrain.eval.heldout import (
     capped_held_out,
     padded_held_out,
 )
+from olmotrain.eval.schedule import final_steps
 from olmotrain.eval.tasks import expand_tasks
 from olmotrain.metrics import BPB, CE_LOSS, STEP_METRICS_FILE, lm_metric
 from olmotrain.paths import write_atomically
@@ -156,9 +157,14 @@ def _loader_factory(evaluator: Any, limit: int | None, batch_instances: int | No
 
 
 def eval_steps(config: RunConfig, permanent_steps: list[int], max_steps: int) -> dict[str, Any]:
-    """When the evaluators run: every ``eval.interval`` steps, at every permanent checkpoint, and
-    at the end (once: the last step is a permanent checkpoint in every schedule's plan)."""
-    fixed = sorted({s for s in permanent_steps if 0 < s <= max_steps})
+    """When the evaluators run: every ``eval.interval`` steps, at every permanent checkpoint, at
+    the ``eval.final_evals`` steps, and at the end (once: the last step is a permanent checkpoint
+    in every schedule's plan)."""
+    e = config.eval
+    fixed = sorted(
+        {s for s in permanent_steps if 0 < s <= max_steps}
+        | set(final_steps(max_steps, e.final_evals, e.final_span))
+    )
     return {
         "eval_interval": config.eval.interval,
         "fixed_steps": fixed,
@@ -208,7 +214,7 @@ def evaluator_callbacks(
             **when,
         )
     callbacks["metric_saver"] = StepMetricsCallback(
-        step_metrics_fname=STEP_METRICS_FILE, fixed_steps=when["fixed_steps"]
+        step_metrics_fname=STEP_METRICS_FILE, fixed_steps=sorted({s for s in permanent_steps if 0 < s <= max_steps})
     )
     return callbacks
 

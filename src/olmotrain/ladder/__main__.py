@@ -133,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", type=Path, default=None, help="collect: the CSV; report: the directory"
     )
+    parser.add_argument(
+        "--confidence", type=float, default=0.95,
+        help="decide: a pair's verdict is inconclusive below this confidence (0.5, 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--smooth", type=int, default=1,
+        help="decide, snr: each run's score is the mean of its last N evaluations",
+    )  # fmt: skip
     parser.add_argument("--benchmark", action="store_true", help="run: throughput per size only")
     parser.add_argument("--steps", type=int, default=20, help="run --benchmark: steps per size")
     return parser
@@ -186,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 
         frame = _points(args, ladder)
         sizes = list(ladder.config.sizes) if ladder is not None else None
-        result = decide(frame, _metric(args, ladder), _higher(args, ladder), sizes)
+        result = decide(
+            frame, _metric(args, ladder), _higher(args, ladder), sizes, args.confidence, args.smooth
+        )
         print(json.dumps(result) if args.json else _decide_table(result))
     elif args.command == "report":
         _report(args, ladder)
@@ -224,9 +234,8 @@ def _report(args: argparse.Namespace, ladder: Any) -> None:
     if fit is not None and (warning := no_dof_warning(fit)):
         notes.append(warning)
     try:
-        decision = decide(
-            frame, metric, _higher(args, ladder), list(ladder.config.sizes) if ladder else None
-        )
+        sizes = list(ladder.config.sizes) if ladder else None
+        decision = decide(frame, metric, _higher(args, ladder), sizes, args.confidence, args.smooth)
     except UserError as exc:
         notes.append(f"No decision: {exc}.")
     out = args.output or (ladder.sweep_dir / "report" if ladder else Path("ladder-report"))
@@ -271,7 +280,8 @@ def _decide_table(result: dict[str, Any]) -> str:
             if acc is not None
             else "-"
         )
-        lines.append(f"  {size:<11} {' > '.join(order):<60} {tail}")
+        lines.append(f"  {size:<11} {' > '.join(order):<60} {tail}{_interval(result, size)}")
+    lines += _pair_lines(result)
     predicted = result.get("predicted", {})
     if "ranking" in predicted and predicted["decision_accuracy"] is not None:
         lines.append(
@@ -279,6 +289,37 @@ def _decide_table(result: dict[str, Any]) -> str:
             f"(decision accuracy {predicted['decision_accuracy']:.3f})"
         )
     return "\n".join(lines)
+
+
+def _interval(result: dict[str, Any], size: str) -> str:
+    interval = result.get("decision_accuracy_interval", {}).get(size)
+    if interval is None:
+        return ""
+    return f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _pair_lines(result: dict[str, Any]) -> list[str]:
+    """The target's pairs: difference, confidence, verdict, and what would settle the rest."""
+    level = f"{result['confidence']:.0%}"
+    lines = [f"\n  pairs at {result['target_size']} (verdict at {level} confidence):"]
+    for p in result["pairs"]:
+        sure = "p(a better) -" if p["p_a_better"] is None else f"p(a better) {p['p_a_better']:.3f}"
+        if p["verdict"] == "inconclusive":
+            need = p.get("seeds_needed")
+            why = (
+                "no noise measured: evaluate near the end (eval.final_evals) or add seeds"
+                if p["p_a_better"] is None
+                else f"~{need} seeds per mix would settle it"
+                if need
+                else "a tie"
+            )
+            shown = f"inconclusive ({why})"
+        else:
+            shown = f"{p[p['verdict']]} is better"
+        lines.append(
+            f"    {p['a']} vs {p['b']}: difference {p['difference']:+.4g}, {sure} -> {shown}"
+        )
+    return lines
 
 
 if __name__ == "__main__":

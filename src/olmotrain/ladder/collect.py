@@ -1,10 +1,13 @@
-"""``collect``: one tidy table over every point and checkpoint of a ladder.
+"""``collect``: one tidy table over every point and evaluated step of a ladder.
 
-One row per permanent checkpoint that has its ``metrics_step{N}.json``: ``size, mix, seed,
-num_params`` (N, as the Chinchilla math counts it), ``num_params_total``, ``step``, ``tokens``,
-``flops`` (training FLOPs up to that checkpoint: olmo-core's FLOPs per token x tokens),
-``checkpoint`` (the plan's name for it: ``period 1 0.5xC pre-decay``, ...), ``path``, then one
-column per metric as olmo-core names it (``train/CE loss``, ``eval/lm/<source>/CE loss``,
+One row per permanent checkpoint that has its ``metrics_step{N}.json`` (``kind`` ``permanent``)
+and per other evaluated step in the run's ``metrics.jsonl`` (``kind`` ``interval``: the
+``eval.interval`` and ``eval.final_evals`` evaluations, the checkpoint-to-checkpoint noise
+``decide`` and ``snr`` measure): ``size, mix, seed, num_params`` (N, as the Chinchilla math
+counts it), ``num_params_total``, ``step``, ``tokens``, ``flops`` (training FLOPs up to that
+step: olmo-core's FLOPs per token x tokens), ``checkpoint`` (the plan's name for it: ``period 1
+0.5xC pre-decay``, ...; empty for an interval row), ``kind``, ``path``, then one column per
+metric as olmo-core names it (``train/CE loss``, ``eval/lm/<source>/CE loss``,
 ``eval/lm/<source>/BPB``, ``eval/downstream/<task> (<metric>)``, ...).
 
 A checkpoint whose eval metrics repeat the run's next checkpoint's exactly is the same model (a
@@ -20,13 +23,21 @@ from typing import Any
 
 from olmotrain.errors import UserError
 from olmotrain.ladder.ladder import Ladder
-from olmotrain.metrics import EVAL_PREFIX, TOTAL_TOKENS, read_step_metrics
+from olmotrain.metrics import (
+    EVAL_PREFIX,
+    METRICS_LOG,
+    TOTAL_TOKENS,
+    read_metrics_log,
+    read_step_metrics,
+)
 
 SAME_AS = "same_as_step"
 """The earlier checkpoint (its step) whose eval metrics this one repeats; that row was dropped."""
+KIND, PERMANENT, INTERVAL = "kind", "permanent", "interval"
+"""The ``kind`` column: a permanent checkpoint's row, or an evaluation between checkpoints."""
 FIXED_COLUMNS = [
     "size", "mix", "seed", "num_params", "num_params_total", "step", "tokens", "flops",
-    "checkpoint", "path", SAME_AS,
+    "checkpoint", KIND, "path", SAME_AS,
 ]  # fmt: skip
 
 
@@ -39,27 +50,28 @@ def collect(ladder: Ladder):
         if not (point.run_dir / "config.yaml").exists():
             continue
         plan = None
+        permanent: set[int] = set()
         for ck in ladder.get_checkpoints(point.size, point.mix, point.seed):
             if ck.metrics_path is None or not ck.exists:
                 continue
             plan = plan or ladder.plan(point)
+            permanent.add(ck.step)
             metrics = read_step_metrics(ck.metrics_path)
             tokens = int(metrics.get(TOTAL_TOKENS, ck.tokens))
             rows.append(
                 {
-                    "size": point.size,
-                    "mix": point.mix,
-                    "seed": point.seed,
-                    "num_params": plan.num_non_embedding_params,
-                    "num_params_total": plan.num_params,
+                    **_point_columns(point, plan),
                     "step": ck.step,
                     "tokens": tokens,
                     "flops": float(plan.flops_per_token) * tokens,
                     "checkpoint": ck.name,
+                    KIND: PERMANENT,
                     "path": str(ck.path),
                     **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                 }
             )
+        if plan is not None:
+            rows += _interval_rows(point, plan, permanent)
     if not rows:
         raise UserError(
             f"ladder {ladder.config.name} has no finished checkpoint with metrics under "
@@ -71,6 +83,44 @@ def collect(ladder: Ladder):
     return frame[FIXED_COLUMNS + metric_columns].sort_values(
         ["size", "mix", "seed", "step"], key=_order(ladder)
     )
+
+
+def _point_columns(point, plan) -> dict[str, Any]:
+    return {
+        "size": point.size,
+        "mix": point.mix,
+        "seed": point.seed,
+        "num_params": plan.num_non_embedding_params,
+        "num_params_total": plan.num_params,
+    }
+
+
+def _interval_rows(point, plan, permanent: set[int]) -> list[dict[str, Any]]:
+    """The run's evaluations at steps that are not permanent checkpoints, from its
+    ``metrics.jsonl`` (an evaluation logged in several records is merged into one row)."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for record in read_metrics_log(point.run_dir / METRICS_LOG):
+        if record["step"] not in permanent:
+            by_step.setdefault(int(record["step"]), {}).update(record)
+    rows = []
+    for step, record in sorted(by_step.items()):
+        if not any(k.startswith(EVAL_PREFIX) for k in record):
+            continue  # a training step, not an evaluation
+        tokens = int(record.get("tokens", step * plan.batch_size_tokens))
+        values = {k: v for k, v in record.items() if k not in ("step", "tokens")}
+        rows.append(
+            {
+                **_point_columns(point, plan),
+                "step": step,
+                "tokens": tokens,
+                "flops": float(plan.flops_per_token) * tokens,
+                "checkpoint": "",
+                KIND: INTERVAL,
+                "path": "",
+                **{k: v for k, v in values.items() if isinstance(v, (int, float))},
+            }
+        )
+    return rows
 
 
 def drop_repeated_checkpoints(frame):
@@ -85,7 +135,8 @@ def drop_repeated_checkpoints(frame):
     if not evals:
         return frame  # nothing tells the models apart (train metrics differ batch to batch)
     drop = []
-    for _, run in frame.groupby(["size", "mix", "seed"], sort=False):
+    permanent = frame[frame[KIND] == PERMANENT] if KIND in frame else frame
+    for _, run in permanent.groupby(["size", "mix", "seed"], sort=False):
         rows = list(run.index)
         for before, after in itertools.pairwise(rows):
             a, b = frame.loc[before, evals], frame.loc[after, evals]
@@ -147,4 +198,6 @@ def read_points(path: Path):
             f"--points {path} lacks the column(s) {', '.join(missing)}; write it in the format of "
             "`python -m olmotrain.ladder collect`"
         )
+    if KIND not in frame:
+        frame[KIND] = PERMANENT  # a table of checkpoints only (an older collect, another tool)
     return frame

@@ -210,6 +210,7 @@ def check_metric(frame: Any, metric: str) -> None:
         "tokens",
         "flops",
         "checkpoint",
+        "kind",
         "path",
         "same_as_step",
     }

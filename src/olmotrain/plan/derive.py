@@ -23,6 +23,7 @@ from olmotrain.chinchilla import BatchPlan, Checkpoint
 from olmotrain.config.schema import RunConfig, TrainSchema
 from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
+from olmotrain.eval.schedule import final_steps
 from olmotrain.model.build import (
     layer_shapes_of,
     lws_effect_warning,
@@ -279,10 +280,12 @@ def warmup_tokens(c: RunConfig, n: int, duration: int, batch_tokens: int) -> int
 def evaluation(c: RunConfig, checkpoints: list[Checkpoint], max_steps: int) -> Evaluation:
     """What the run is evaluated on and when (the evaluators' own rule, checked here)."""
     e = c.eval
-    for key in ("interval", "limit", "heldout_tokens"):
+    for key in ("interval", "limit", "heldout_tokens", "final_evals"):
         value = getattr(e, key)
         if value is not None and value < 1:
             raise UserError(f"eval.{key}={value} must be at least 1 (or null)")
+    if not 0 < e.final_span <= 1:
+        raise UserError(f"eval.final_span={e.final_span} must be in (0, 1] (a share of the run)")
     tasks = []
     if e.downstream:
         from olmotrain.eval.tasks import expand_tasks  # imports ai2-olmo-eval: only when asked
@@ -291,6 +294,7 @@ def evaluation(c: RunConfig, checkpoints: list[Checkpoint], max_steps: int) -> E
     steps = {ck.step for ck in checkpoints if 0 < ck.step <= max_steps}
     if e.interval:
         steps |= set(range(e.interval, max_steps + 1, e.interval))
+    steps |= set(final_steps(max_steps, e.final_evals, e.final_span))
     return Evaluation(
         held_out=sorted((c.data.eval or {}).keys()),
         downstream=tasks,
