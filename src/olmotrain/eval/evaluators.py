@@ -214,7 +214,8 @@ def evaluator_callbacks(
             **when,
         )
     callbacks["metric_saver"] = StepMetricsCallback(
-        step_metrics_fname=STEP_METRICS_FILE, fixed_steps=sorted({s for s in permanent_steps if 0 < s <= max_steps})
+        step_metrics_fname=STEP_METRICS_FILE,
+        fixed_steps=sorted({s for s in permanent_steps if 0 < s <= max_steps}),
     )
     return callbacks
 
