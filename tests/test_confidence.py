@@ -157,3 +157,42 @@ def test_decide_json_has_the_contract_keys(tmp_path):
     text = module_main("olmotrain.ladder", "decide", "--points", str(tmp_path / "p.csv"),
                        "--metric", "loss")  # fmt: skip
     assert "a vs b: difference" in text.stdout and "a is better" in text.stdout
+
+
+def test_the_quieter_of_two_equally_separated_metrics_has_the_higher_snr_and_is_recommended(
+    tmp_path,
+):
+    rng = np.random.default_rng(8)
+    means = {s: {"a": 3.0, "b": 3.2, "c": 3.4} for s, _ in SIZES}
+    quiet = synthetic_ladder(means, 0.02, rng, metric="eval/lm/x/CE loss")
+    loud = synthetic_ladder(means, 0.08, rng, metric="eval/lm/y/CE loss")
+    frame = quiet.assign(**{"eval/lm/y/CE loss": loud["eval/lm/y/CE loss"].to_numpy()})
+    frame["eval/lm/x/tokens"] = 100.0  # a count, not a metric
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    proc = module_main("olmotrain.ladder", "snr", "--points", str(tmp_path / "p.csv"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["metrics"]) == {"eval/lm/x/CE loss", "eval/lm/y/CE loss"}
+    x, y = result["metrics"]["eval/lm/x/CE loss"], result["metrics"]["eval/lm/y/CE loss"]
+    assert set(x) >= {"signal", "noise", "snr", "decision_accuracy"}
+    for size, _ in SIZES:
+        # the same true signal (0.4 / 3.2), each measured through its own noise
+        assert x["signal"][size] == pytest.approx(0.125, abs=0.02)
+        assert y["signal"][size] == pytest.approx(0.125, abs=0.08)
+        assert x["snr"][size] > 2 * y["snr"][size]
+    assert result["recommended"] == "eval/lm/x/CE loss"
+    text = module_main("olmotrain.ladder", "snr", "--points", str(tmp_path / "p.csv"))
+    assert "recommended: eval/lm/x/CE loss" in text.stdout
+    report = module_main("olmotrain.ladder", "report", "--points", str(tmp_path / "p.csv"),
+                         "--metric", "eval/lm/x/CE loss", "--output", str(tmp_path / "r"))  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "Recommended: `eval/lm/x/CE loss`" in page and "| p(a better) |" in page
+    assert (tmp_path / "r" / "snr.png").exists() and (tmp_path / "r" / "snr.csv").exists()
+
+
+def test_snr_without_evaluation_metrics_is_one_line(tmp_path):
+    frame = synthetic_ladder(two_mixes(1.0), 0.1, np.random.default_rng(9))
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    proc = module_main("olmotrain.ladder", "snr", "--points", str(tmp_path / "p.csv"))
+    assert "no evaluation metric was collected" in assert_one_line_error(proc)

@@ -7,7 +7,9 @@
     status   where every point stands
     collect  one CSV over all points and checkpoints (--output FILE)
     fit      scaling laws per mix, with the largest size predicted from the others (--json)
-    decide   mix rankings at every size and DataDecide's decision accuracy (--json)
+    decide   mix rankings at every size and DataDecide's decision accuracy, how sure each
+             pair is (--confidence 0.95, --smooth N, --json)
+    snr      signal, noise and SNR of every metric per size; the one to decide by (--json)
     report   fit + decide + pictures as a markdown page (--output DIR)
 
 LADDER is a name in conf/ladder/ or a YAML path; ``key=value`` pairs override its settings.
@@ -25,7 +27,7 @@ from typing import Any
 from olmotrain.errors import UserError, run_command
 from olmotrain.metrics import TRAIN_LOSS
 
-COMMANDS = ("plan", "run", "status", "collect", "fit", "decide", "report")
+COMMANDS = ("plan", "run", "status", "collect", "fit", "decide", "snr", "report")
 DEFAULT_METRIC = TRAIN_LOSS
 
 
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from olmotrain.ladder.ladder import load
 
     if args.ladder is None and not (
-        args.points is not None and args.command in ("fit", "decide", "report")
+        args.points is not None and args.command in ("fit", "decide", "snr", "report")
     ):
         raise UserError(f"`{args.command}` needs a LADDER (a name in conf/ladder/ or a YAML path)")
     ladder = load(args.ladder, args.overrides) if args.ladder is not None else None
@@ -198,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
             frame, _metric(args, ladder), _higher(args, ladder), sizes, args.confidence, args.smooth
         )
         print(json.dumps(result) if args.json else _decide_table(result))
+    elif args.command == "snr":
+        from olmotrain.ladder.snr import snr
+
+        sizes = list(ladder.config.sizes) if ladder is not None else None
+        result = snr(_points(args, ladder), sizes, args.smooth)
+        print(json.dumps(result) if args.json else _snr_text(result))
     elif args.command == "report":
         _report(args, ladder)
     return 0
@@ -238,9 +246,16 @@ def _report(args: argparse.Namespace, ladder: Any) -> None:
         decision = decide(frame, metric, _higher(args, ladder), sizes, args.confidence, args.smooth)
     except UserError as exc:
         notes.append(f"No decision: {exc}.")
+    from olmotrain.ladder.snr import snr
+
+    signal = None
+    try:
+        signal = snr(frame, list(ladder.config.sizes) if ladder else None, args.smooth)
+    except UserError as exc:
+        notes.append(f"No SNR: {exc}.")
     out = args.output or (ladder.sweep_dir / "report" if ladder else Path("ladder-report"))
     name = ladder.config.name if ladder else args.points.stem
-    page = write_report(name, frame, fit, decision, out, notes)
+    page = write_report(name, frame, fit, decision, out, notes, signal)
     frame.to_csv(out / "collected.csv", index=False)
     print(f"report: {page}")
 
@@ -288,6 +303,25 @@ def _decide_table(result: dict[str, Any]) -> str:
             f"\n  predicted by the scaling laws: {' > '.join(predicted['ranking'])} "
             f"(decision accuracy {predicted['decision_accuracy']:.3f})"
         )
+    return "\n".join(lines)
+
+
+def _snr_text(result: dict[str, Any]) -> str:
+    from olmotrain.ladder.snr import snr_table
+
+    table = snr_table(result)
+    lines = [f"{'metric':<48} {'size':<10} {'signal':>8} {'noise':>8} {'SNR':>8} {'dec.acc':>8}"]
+    for r in table.itertuples():
+        cells = [
+            "-" if v is None or v != v else f"{v:.3g}"
+            for v in (r.signal, r.noise, r.snr, r.decision_accuracy)
+        ]
+        lines.append(f"{r.metric:<48} {r.size:<10} " + " ".join(f"{c:>8}" for c in cells))
+    lines.append(
+        f"\nrecommended: {result['recommended']} ({result['why']})"
+        if result["recommended"]
+        else f"\nno recommendation: {result['why']}"
+    )
     return "\n".join(lines)
 
 

@@ -88,9 +88,10 @@ def _number(x: Any) -> str:
 
 def write_report(
     name: str, frame: Any, fit: dict[str, Any] | None, decision: dict[str, Any] | None, out: Path,
-    notes: list[str] | None = None,
+    notes: list[str] | None = None, snr: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
-    """``out/report.md`` with ``fit.png`` and ``decision_accuracy.png``; returns the page."""
+    """``out/report.md`` with ``fit.png``, ``decision_accuracy.png`` and, with ``snr``,
+    ``snr.csv`` and ``snr.png``; returns the page."""
     out.mkdir(parents=True, exist_ok=True)
     metric = (decision or fit or {}).get("metric")
     lines = [f"# Ladder `{name}`", ""]
@@ -126,6 +127,8 @@ def write_report(
     if decision is not None:
         plot_decision(decision, out / "decision_accuracy.png")
         lines += _decision_section(decision)
+    if snr is not None:
+        lines += _snr_section(snr, out)
     page = out / "report.md"
     write_atomically(page, "\n".join(lines) + "\n")
     return page
@@ -153,19 +156,74 @@ def _fit_section(fit: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pairs_section(decision: dict[str, Any], level: str) -> list[str]:
+    """Each pair at the target: how sure, and what would settle the inconclusive ones."""
+    lines = [
+        "",
+        f"Each pair at {decision['target_size']} (score: mean of each run's last "
+        f"{decision.get('smooth', 1)} evaluation(s); verdict at {level} confidence):",
+        "",
+        "| a | b | a - b | p(a better) | verdict |",
+        "|---|---|---:|---:|---|",
+    ]
+    for p in decision.get("pairs", []):
+        if p["verdict"] != "inconclusive":
+            shown = f"**{p[p['verdict']]}**"
+        elif p["p_a_better"] is None:
+            shown = "inconclusive: no noise measured (eval.final_evals, seeds)"
+        elif p.get("seeds_needed"):
+            shown = f"inconclusive: ~{p['seeds_needed']} seeds per mix would settle it"
+        else:
+            shown = "inconclusive"
+        lines.append(
+            f"| {p['a']} | {p['b']} | {p['difference']:+.4g} | {_number(p['p_a_better'])} "
+            f"| {shown} |"
+        )
+    return lines
+
+
+def _snr_section(snr: dict[str, Any], out: Path) -> list[str]:
+    """Every metric's SNR per size, the recommended metric and the SNR picture."""
+    from olmotrain.ladder.snr import plot_snr, snr_table
+
+    table = snr_table(snr)
+    table.to_csv(out / "snr.csv", index=False)
+    plot_snr(snr, out / "snr.png")
+    lines = ["", "## Which metric to decide by: signal, noise and SNR", ""]
+    if snr.get("recommended"):
+        lines += [f"Recommended: `{snr['recommended']}`: {snr['why']}.", ""]
+    else:
+        lines += [f"No recommendation: {snr['why']}.", ""]
+    lines += [
+        "| metric | size | signal | noise | SNR | decision accuracy |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in table.itertuples():
+        lines.append(
+            f"| `{r.metric}` | {r.size} | {_number(r.signal)} | {_number(r.noise)} "
+            f"| {_number(r.snr)} | {_number(r.decision_accuracy)} |"
+        )
+    lines += ["", "Full table: [snr.csv](snr.csv).", "", "![SNR vs decision accuracy](snr.png)"]
+    return lines
+
+
 def _decision_section(decision: dict[str, Any]) -> list[str]:
     """The rankings at each size with their decision accuracy, and the predicted ranking."""
     better = "higher" if decision["higher_is_better"] else "lower"
     lines = ["", f"## Which mix wins ({better} `{decision['metric']}` is better)", ""]
+    level = f"{decision.get('confidence', 0.95):.0%}"
     lines += [
-        "| size | ranking (best first) | decision accuracy vs " + decision["target_size"] + " |",
-        "|---|---|---:|",
+        f"| size | ranking (best first) | decision accuracy vs {decision['target_size']} "
+        f"| {level} interval |",
+        "|---|---|---:|---|",
     ]
     for size, order in decision["rankings"].items():
         acc = decision["decision_accuracy"].get(size)
-        lines.append(
-            f"| {size} | {' > '.join(order)} | {_number(acc) if size != decision['target_size'] else 'target'} |"
-        )
+        shown = _number(acc) if size != decision["target_size"] else "target"
+        interval = decision.get("decision_accuracy_interval", {}).get(size)
+        band = f"{interval[0]:.2f} .. {interval[1]:.2f}" if interval else "-"
+        lines.append(f"| {size} | {' > '.join(order)} | {shown} | {band} |")
+    lines += _pairs_section(decision, level)
     predicted = decision.get("predicted", {})
     if "ranking" in predicted:
         lines += [
