@@ -263,6 +263,11 @@ def test_a_tiny_experiment_from_swarm_to_verified_proposal(tiny_mixture, tmp_pat
     for size in verdict["sizes"]:
         ranked = verdict["rankings"][size]
         assert verdict["proposal_wins"][size] == (ranked[0] == "proposed")
+    # how sure: ladder decide's pairs; one seed and one evaluation per run measure no noise
+    assert {(p["a"], p["b"]) for p in verdict["pairs"]} == {
+        (a, b) for i, a in enumerate(ranked) for b in ranked[i + 1 :]
+    }
+    assert {p["verdict"] for p in verdict["pairs"]} == {"inconclusive"}
     report = mixture_main("report", path, "--output", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr[-2000:]
     page = (tmp_path / "report" / "report.md").read_text()

@@ -140,6 +140,10 @@ def verdict(mixture: Mixture, frame) -> dict[str, Any]:
         "rankings": decision["rankings"],
         "proposal_wins": {s: decision["rankings"][s][0] == "proposed" for s in sizes},
         "decision_accuracy": decision["decision_accuracy"],
+        "decision_accuracy_interval": decision["decision_accuracy_interval"],
+        # how sure each ordering at the largest size is: ladder decide's pairs, one machinery
+        "pairs": decision["pairs"],
+        "confidence": decision["confidence"],
         "mixes": json.loads((mixture.sweep_dir / VERIFY_JSON).read_text())["mixes"],
     }
 
@@ -148,11 +152,28 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     """The verdict as lines of text."""
     better = "higher" if result["higher_is_better"] else "lower"
     lines = [f"objective ({better} is better) at each verified size:"]
+    if any(p["p_a_better"] is None for p in result.get("pairs", [])):
+        lines.append(
+            "  (one seed per mix: no noise measured, so no ordering is sure; add seeds to the "
+            "mixture's seeds for a verdict with its confidence)"
+        )
     for size in result["sizes"]:
         ranked = result["rankings"][size]
         shown = "  ".join(f"{m} {result['values'][size][m]:.4f}" for m in ranked)
         wins = "proposal wins" if result["proposal_wins"][size] else f"{ranked[0]} wins"
         lines.append(f"  {size:<10} {shown}   -> {wins}")
+    for p in result.get("pairs", []):
+        sure = "-" if p["p_a_better"] is None else f"{p['p_a_better']:.3f}"
+        settles = f", ~{p['seeds_needed']} seeds per mix would settle it" if p.get(
+            "seeds_needed") else ""  # fmt: skip
+        shown = (
+            f"inconclusive{settles}"
+            if p["verdict"] == "inconclusive"
+            else f"{p[p['verdict']]} is better"
+        )
+        lines.append(
+            f"  at {result['sizes'][-1]}: {p['a']} vs {p['b']}: p(a better) {sure} -> {shown}"
+        )
     for size, acc in result["decision_accuracy"].items():
         if acc is not None:
             lines.append(
