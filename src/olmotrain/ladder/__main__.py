@@ -188,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "fit":
         from olmotrain.ladder.fit import fit_ladder
+        from olmotrain.ladder.fit_intervals import add_intervals
 
-        result = fit_ladder(_points(args, ladder), _metric(args, ladder))
+        frame = _points(args, ladder)
+        result = add_intervals(fit_ladder(frame, _metric(args, ladder)), frame, args.confidence)
         print(json.dumps(result) if args.json else _fit_table(result))
     elif args.command == "decide":
         from olmotrain.ladder.decide import decide
@@ -236,7 +238,9 @@ def _report(args: argparse.Namespace, ladder: Any) -> None:
     notes: list[str] = []
     fit = decision = None
     try:
-        fit = fit_ladder(frame, metric)
+        from olmotrain.ladder.fit_intervals import add_intervals
+
+        fit = add_intervals(fit_ladder(frame, metric), frame, args.confidence)
     except UserError as exc:
         notes.append(f"No scaling-law fit: {exc}.")
     if fit is not None and (warning := no_dof_warning(fit)):
@@ -278,6 +282,14 @@ def _fit_table(result: dict[str, Any]) -> str:
             else "- (needs 4 sizes)"
         )
         lines.append(f"{mix:<24} {e['A']:>10.4g} {e['alpha']:>8.4f} {e['E']:>8.4f}   {held}")
+        if e.get("interval"):
+            band = "  ".join(f"{k} {lo:.4g}..{hi:.4g}" for k, (lo, hi) in e["interval"].items())
+            lines.append(f"{'':<24} {result.get('level', 0.95):.0%} intervals: {band}")
+        for r in e.get("rollout", []):
+            lines.append(
+                f"{'':<24} rollout: fit on {len(r['fit_sizes'])} sizes, {r['size']} predicted "
+                f"{r['predicted']:.4g} / actual {r['actual']:.4g} ({r['rel_error']:+.2%})"
+            )
     if warning := no_dof_warning(result):
         lines += ["", warning]
     return "\n".join(lines)
