@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, module_main
+from conftest import assert_one_line_error, dry_run_json, module_main, train_main
 
 from olmotrain.confidence.compare import Estimate, p_a_better, seeds_needed
 from olmotrain.confidence.noise import Variance, detrended
@@ -251,3 +251,18 @@ def test_fit_json_has_intervals_and_the_rollout(tmp_path):
     # 5 sizes: fit on 3 predicts the 4th, fit on 4 the 5th; the law is exact up to the noise
     assert [r["size"] for r in fit["rollout"]] == ["s3", "s4"]
     assert all(abs(r["rel_error"]) < 0.05 for r in fit["rollout"])
+
+
+def test_final_evals_spread_over_the_end_of_every_run_and_bad_values_are_one_line(embedded_data):
+    from olmotrain.eval.schedule import final_steps
+
+    assert final_steps(154, 6, 0.1) == [139, 142, 145, 148, 151, 154]
+    assert final_steps(7, 5, 0.3) == [5, 6, 7]  # a short run gets the steps it has
+    assert final_steps(100, None, 0.1) == []
+    plan = dry_run_json("model=olmo2_1m", "train.max_steps=40", "eval.final_evals=4",
+                        "eval.final_span=0.25")  # fmt: skip
+    assert {30, 33, 37, 40} <= set(plan["evaluation"]["steps"])
+    for bad, expected in (("eval.final_evals=0", "eval.final_evals=0 must be at least 1"),
+                          ("eval.final_span=1.5", "eval.final_span=1.5 must be in (0, 1]")):  # fmt: skip
+        proc = train_main("model=olmo2_1m", bad, "dry_run=json")
+        assert expected in assert_one_line_error(proc)
