@@ -251,6 +251,9 @@ def test_fit_json_has_intervals_and_the_rollout(tmp_path):
     # 5 sizes: fit on 3 predicts the 4th, fit on 4 the 5th; the law is exact up to the noise
     assert [r["size"] for r in fit["rollout"]] == ["s3", "s4"]
     assert all(abs(r["rel_error"]) < 0.05 for r in fit["rollout"])
+    band = fit["band"]  # the fit picture's noise band
+    assert len(band["flops"]) == len(band["lo"]) == len(band["hi"])
+    assert all(lo <= hi for lo, hi in zip(band["lo"], band["hi"], strict=True))
 
 
 def test_final_evals_spread_over_the_end_of_every_run_and_bad_values_are_one_line(embedded_data):

@@ -96,6 +96,17 @@ def prediction_interval(laws: list[PowerLaw] | None, flops: float, level: float,
     return list(percentile_interval(predicted, level))
 
 
+def band(laws: list[PowerLaw], flops, level: float, n: int = 40) -> dict[str, list[float]]:
+    """The laws' central ``level`` band over a log grid a little past the points (for the fit
+    picture: ``flops``, ``lo``, ``hi``)."""
+    c = np.asarray(flops, dtype=float)
+    grid = np.logspace(np.log10(c.min()) - 0.2, np.log10(c.max()) + 0.4, n)
+    curves = np.array([w(grid) for w in laws])
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(curves, [tail, 100 - tail], axis=0)
+    return {"flops": grid.tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
+
+
 def rollout(points: Any) -> list[dict[str, Any]]:
     """Fit on the smallest ``k`` sizes, predict size ``k + 1``, for every ``k >= 3``
     (``points``: one mix's final points, smallest first, with ``size``, ``flops``, ``value``)."""
@@ -131,9 +142,10 @@ def add_intervals(result: dict[str, Any], frame: Any, level: float = 0.95) -> di
         points = pd.DataFrame(entry["points"])
         noise = [variances.get((mix, s)) for s in points["size"]]
         law = PowerLaw(entry["A"], entry["alpha"], entry["E"])
-        entry["interval"] = parameter_intervals(
-            law_bootstrap(law, points["flops"], points["value"], noise), level
-        )
+        laws = law_bootstrap(law, points["flops"], points["value"], noise)
+        entry["interval"] = parameter_intervals(laws, level)
+        if laws:
+            entry["band"] = band(laws, points["flops"], level)
         step2 = entry.get("step2", {})
         then = Sigmoid(*(step2[k] for k in ("a", "k", "L0", "b"))) if "a" in step2 else None
         holdout = entry.get("holdout")

@@ -35,11 +35,18 @@ def plot_fit(frame: Any, fit: dict[str, Any], path: Path) -> Path:
         law = PowerLaw(entry["A"], entry["alpha"], entry["E"])
         ax.plot(grid, law(grid), color=color, lw=1, ls="--",
                 label=f"  {entry['A']:.3g} C^-{entry['alpha']:.3f} + {entry['E']:.3f}")  # fmt: skip
+        if "band" in entry:
+            b = entry["band"]
+            ax.fill_between(b["flops"], b["lo"], b["hi"], color=color, alpha=0.15, lw=0,
+                            label=f"  {fit.get('level', 0.95):.0%} band (measured noise)")  # fmt: skip
         holdout = entry.get("holdout")
         if holdout and "loss_metric" not in fit:
             at = next(p["flops"] for p in points if p["size"] == holdout["size"])
             ax.scatter([at], [holdout["predicted"]], color=color, marker="x", s=80, zorder=4,
                        label=f"  {holdout['size']} predicted without it ({holdout['rel_error']:+.1%})")  # fmt: skip
+            if holdout.get("interval"):
+                lo, hi = holdout["interval"]
+                ax.vlines(at, lo, hi, color=color, lw=2, alpha=0.6, zorder=4)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training FLOPs (final checkpoint)")
@@ -134,6 +141,10 @@ def write_report(
     return page
 
 
+def _band(interval: list[float] | None) -> str:
+    return "" if not interval else f" ({interval[0]:.4g} .. {interval[1]:.4g})"
+
+
 def _fit_section(fit: dict[str, Any]) -> list[str]:
     """The scaling-law table: each mix's fit and its held-out size's prediction."""
     lines = [
@@ -141,17 +152,32 @@ def _fit_section(fit: dict[str, Any]) -> list[str]:
         f"## Scaling laws: `{fit.get('loss_metric', fit['metric'])}` = A C^-alpha + E",
         "",
     ]
+    level = f"{fit.get('level', 0.95):.0%}"
     lines += [
-        "| mix | A | alpha | E | held-out size | predicted | actual | error |",
+        f"| mix | A | alpha ({level} interval) | E ({level} interval) | held-out size | predicted "
+        f"({level} interval) | actual | error |",
         "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
+    rollouts = []
     for mix, e in fit["fits"].items():
         h = e.get("holdout") or {}
         error = "-" if h.get("rel_error") is None else f"{h['rel_error']:+.2%}"
+        iv = e.get("interval") or {}
         lines.append(
-            f"| {mix} | {e['A']:.4g} | {e['alpha']:.4f} | {e['E']:.4f} | {h.get('size', '-')} | "
-            f"{_number(h.get('predicted'))} | {_number(h.get('actual'))} | {error} |"
+            f"| {mix} | {e['A']:.4g} | {e['alpha']:.4f}{_band(iv.get('alpha'))} | "
+            f"{e['E']:.4f}{_band(iv.get('E'))} | {h.get('size', '-')} | "
+            f"{_number(h.get('predicted'))}{_band(h.get('interval'))} | {_number(h.get('actual'))} "
+            f"| {error} |"
         )
+        rollouts += [
+            f"{mix}: fit on {len(r['fit_sizes'])} sizes, {r['size']} off by {r['rel_error']:+.2%}"
+            for r in e.get("rollout", [])
+        ]
+    if rollouts:
+        lines += [
+            "",
+            "Rollout (fit on the smallest k sizes, predict the next): " + "; ".join(rollouts) + ".",
+        ]
     lines += ["", "![fit](fit.png)"]
     return lines
 
