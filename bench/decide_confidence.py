@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from olmotrain.ladder.decide import _accuracy, decide, ranking
+from olmotrain.ladder.decide import decide, ranking, seed_averaged_accuracy
 
 
 def ladder(rng: np.random.Generator, sizes: int = 14, mixes: int = 4, seeds: int = 3,
@@ -52,7 +52,10 @@ def main() -> None:
     last = frame.loc[frame.groupby(["size", "mix", "seed"])["step"].idxmax()]
     runs = last.rename(columns={"loss": "value"})
     target = runs[runs["size"] == "s13"].groupby("mix")["value"].mean().to_dict()
-    plain = {s: _accuracy(runs, s, target, False) for s in sorted(runs["size"].unique())[:-1]}
+    plain = {
+        s: seed_averaged_accuracy(runs, s, target, False)
+        for s in sorted(runs["size"].unique())[:-1]
+    }
     ranking(target, False)
     baseline = time.perf_counter() - start
 

@@ -108,7 +108,9 @@ def decide(
     )
     flops = runs.groupby("size")["flops"].mean()
     for size in order[:-1]:
-        out["decision_accuracy"][size] = _accuracy(runs, size, mean[target].to_dict(), higher)
+        out["decision_accuracy"][size] = seed_averaged_accuracy(
+            runs, size, mean[target].to_dict(), higher
+        )
         out["decision_accuracy_interval"][size] = accuracy_interval(
             runs, noise, size, target, confidence
         )
@@ -128,7 +130,9 @@ def _with_columns(runs: Any, frame: Any) -> Any:
     return runs
 
 
-def _accuracy(runs: Any, size: str, target: dict[str, float], higher: bool) -> float | None:
+def seed_averaged_accuracy(
+    runs: Any, size: str, target: dict[str, float], higher: bool
+) -> float | None:
     """``size``'s decision accuracy: each seed's ordering scored, averaged over seeds."""
     scores = []
     for _, seed_rows in runs[runs["size"] == size].groupby("seed"):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from olmotrain.errors import UserError
-from olmotrain.ladder.decide import decision_accuracy, ranking
+from olmotrain.ladder.decide import ranking, seed_averaged_accuracy
 from olmotrain.ladder.fit import higher_is_better
 from olmotrain.ladder.uncertainty import run_scores, size_noise
 from olmotrain.metrics import EVAL_PREFIX, SCORED_TOKENS
@@ -62,7 +62,7 @@ def metric_snr(frame: Any, metric: str, order: list[str], smooth: int) -> dict[s
     if sizes:
         target = mean[sizes[-1]].to_dict()
         for size in sizes[:-1]:
-            out["decision_accuracy"][size] = decision_accuracy(mean[size].to_dict(), target, higher)
+            out["decision_accuracy"][size] = seed_averaged_accuracy(runs, size, target, higher)
         out["ranking"] = ranking(target, higher)  # type: ignore[assignment]
     return out
 
