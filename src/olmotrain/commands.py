@@ -22,6 +22,7 @@ from olmotrain.errors import UserError, run_command
 COMMANDS = {
     "train": "train a model: python train.py ARGS (Hydra overrides, -m for a sweep)",
     "prepare": "tokenize text into olmo-core token files with a train/eval split",
+    "data": "remote data: fill the local cache ahead of training, write document metadata",
     "evaluate": "evaluate a saved checkpoint: held-out LM metrics and downstream tasks",
     "ladder": "train a ladder of model sizes, fit scaling laws and decide between data mixes",
     "mixture": "which data mix to train: a swarm of small runs, regressions, a verified proposal",

@@ -32,6 +32,9 @@ QUIET_LOGGERS = {
     # An optional NVIDIA library olmo-core probes for at import; its absence is not news.
     "olmo_core.nn.attention.te_attn_api": logging.ERROR,
     "datasets": logging.WARNING,  # ai2-olmo-eval's task loader
+    # "Found credentials in environment variables": said at every remote file's first request.
+    "botocore.credentials": logging.WARNING,
+    "botocore.configprovider": logging.WARNING,
 }
 """Loggers whose records below a level are dropped (by a filter: olmo-core *prints* what a
 logger's level would refuse, so raising the level would move the chatter to stdout)."""

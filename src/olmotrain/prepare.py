@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 
@@ -22,7 +23,10 @@ from olmotrain.data.prepare.manifest import (
 )
 from olmotrain.data.prepare.progress import Progress
 from olmotrain.data.prepare.readers import expand_inputs
+from olmotrain.data.remote import store
+from olmotrain.data.remote.metadata import copy_tree_to_store, write_metadata
 from olmotrain.data.tokenizer import resolve_tokenizer, tokenizer_names
+from olmotrain.data.tokens import is_remote, token_dtype
 from olmotrain.errors import EXIT_INTERRUPTED, UserError, run_command
 
 
@@ -41,7 +45,18 @@ def _parser() -> argparse.ArgumentParser:
         "line), a .parquet file, a directory of them, or a glob pattern (quote it); the source "
         "name defaults to the file or directory name",
     )
-    parser.add_argument("--output", "-o", required=True, help="dataset directory to write")
+    parser.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="dataset directory to write, or a bucket prefix (s3://, r2://, weka://): written "
+        "in --staging, then uploaded",
+    )
+    parser.add_argument(
+        "--staging",
+        help="local directory of a bucket --output before its upload (default: "
+        "$OLMOTRAIN_DATA_ROOT/.staging/<bucket>/<prefix>); kept, so an interrupted run resumes",
+    )
     parser.add_argument(
         "--tokenizer",
         required=True,
@@ -84,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status (2 for user errors)."""
     args = _parser().parse_args(argv)
     progress = Progress(quiet=args.quiet)
+    published = args.output if is_remote(args.output) else None
+    output = staging_dir(args.output, args.staging) if published else Path(args.output)
+    if published:
+        store.check_writable_prefix(published)  # a typo in the bucket: said before tokenizing
     try:
         if args.workers is not None and args.workers < 1:
             raise UserError(f"--workers must be at least 1, got {args.workers}")
@@ -97,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = prepare_files(
             expand_inputs(args.inputs),
             spec,
-            args.output,
+            output,
             text_field=args.text_field,
             skip_bad_lines=args.skip_bad_lines,
             resume=not args.overwrite,
@@ -115,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         ) from None
     finally:
         progress.finish()
-    print(format_summary(manifest, Path(args.output)))
+    write_all_metadata(manifest, output)
+    if published:
+        uploaded = copy_tree_to_store(output, published)
+        print(f"uploaded {len(uploaded)} files to {published} (staged in {output})")
+    print(format_summary(manifest, output))
     if progress.tokens:
         elapsed = progress.elapsed
         print(
@@ -126,14 +149,34 @@ def main(argv: list[str] | None = None) -> int:
     skipped = manifest.get("totals", {}).get("skipped_lines")
     if skipped:
         print(f"  skipped {skipped:,} bad lines (listed per input in the manifest)")
-    print(next_step(manifest, Path(args.output), args.tokenizer))
+    print(next_step(manifest, output, args.tokenizer, published))
     return 0
 
 
-def next_step(manifest: dict, output: Path, tokenizer: str) -> str:
+def staging_dir(url: str, given: str | None) -> Path:
+    """Where a dataset bound for ``url`` is written first."""
+    if given:
+        return Path(given)
+    root = Path(os.environ.get("OLMOTRAIN_DATA_ROOT", "data"))
+    return root / ".staging" / url.replace("://", "/")
+
+
+def write_all_metadata(manifest: dict, output: Path) -> None:
+    """Each token file's ``.csv.gz`` document metadata beside it (what olmo-core reads to mix
+    remote files; dolma writes the same)."""
+    tok = manifest["tokenizer"]
+    dtype = token_dtype(tok["vocab_size"])
+    for entry in manifest["sources"].values():
+        for split in ("train", "eval"):
+            for f in entry[split]["files"]:
+                write_metadata(output / f, dtype, tok["eos_token_id"])
+
+
+def next_step(manifest: dict, output: Path, tokenizer: str, published: str | None = None) -> str:
     """How to train on what was written: a data config to paste into ``conf/data/NAME.yaml``
-    (and, for a tokenizer given as a file, a ``conf/tokenizer/`` config), and the command."""
-    name = re.sub(r"\W", "_", output.resolve().name)
+    (and, for a tokenizer given as a file, a ``conf/tokenizer/`` config), and the command.
+    ``published``: the bucket prefix the dataset was uploaded to (its files' URLs)."""
+    name = re.sub(r"\W", "_", published.rstrip("/").rsplit("/", 1)[1] if published else output.resolve().name)
     tok = manifest["tokenizer"]
     parts = []
     if tokenizer not in tokenizer_names():  # train.py knows tokenizers by name only
@@ -151,7 +194,7 @@ def next_step(manifest: dict, output: Path, tokenizer: str) -> str:
     parts.append(
         f"\nSave this as conf/data/{name}.yaml, then train with "
         f"`python train.py data={name} tokenizer={tokenizer}`:\n"
-        + format_data_config(manifest, output)
+        + format_data_config(manifest, published or output)
     )
     return "\n".join(parts)
 

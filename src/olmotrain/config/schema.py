@@ -135,6 +135,11 @@ class DataSchema:
     """``null``, or every source's share by name (``data.ratios={code: 0.7, prose: 0.3}``),
     replacing the sources' ``ratio``: a mix of these sources without a new config file (what a
     mixture swarm sets per run). Untyped like ``eval``; checked by ``olmotrain.data.mix``."""
+    cache: str | None = None
+    """A directory for local copies of the mix's remote files (``s3://``, ``r2://``,
+    ``weka://``, ``http(s)://``): downloaded once before training, then read at disk speed
+    (e.g. ``data.cache=${data_root}/cache``); ``null`` streams them through olmo-core.
+    Remote held-out files are always copied (here, or under ``<data_root>/.cache/remote``)."""
     proxy_for_tokens: float | None = None
     """Make this run a repetition-matched proxy of a run of this many tokens: each source is
     used only up to this run's share of that run (``max_source_fraction`` = this run's tokens /

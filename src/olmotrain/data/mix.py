@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig, SourceSchema
+from olmotrain.data.remote.localize import check_streamed, remote_files
 from olmotrain.data.tokens import (
     check_token_files,
     expand,
@@ -38,28 +39,36 @@ class SourceReport:
     patterns: list[str]
     files: int = 0
     tokens: int | None = None
-    """Tokens in the local files (from their sizes); ``None`` when remote or missing."""
+    """Tokens in the files (from their sizes); ``None`` when missing or not known."""
     remote: bool = False
     problem: str | None = None
 
 
 def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceReport:
-    """Files and tokens of one source, from file sizes only."""
+    """Files and tokens of one source, from file sizes only (remote ones from the store's
+    listing or HEAD: nothing is downloaded)."""
     report = SourceReport(name=name, patterns=list(patterns))
-    files = expand(patterns)
-    report.files = len(files)
-    if any(is_remote(f) for f in files):
-        report.remote = True
+    itemsize = token_dtype(vocab_size).itemsize
+    sizes: dict[str, int] = {}
+    try:
+        local = [p for p in patterns if not is_remote(p)]
+        remote = [p for p in patterns if is_remote(p) and not p.startswith("gs://")]
+        sizes.update({f.url: f.size for f in remote_files(remote)})
+        sizes.update({f: Path(f).stat().st_size for f in expand(local)})
+    except UserError as exc:
+        report.problem = str(exc)
         return report
-    if not files:
+    report.remote = any(is_remote(p) for p in patterns)
+    report.files = len(sizes) + sum(p.startswith("gs://") for p in patterns)
+    if any(p.startswith("gs://") for p in patterns):
+        return report  # sizes of gs:// files are olmo-core's to find
+    if not sizes:
         report.problem = f"no files match {', '.join(patterns)}"
         return report
-    itemsize = token_dtype(vocab_size).itemsize
-    sizes = [Path(f).stat().st_size for f in files]
-    bad = [f for f, s in zip(files, sizes, strict=True) if s == 0 or s % itemsize]
+    bad = [f for f, s in sizes.items() if s == 0 or s % itemsize]
     if bad:
         report.problem = f"{bad[0]} is empty or not a whole number of {itemsize}-byte tokens"
-    report.tokens = sum(sizes) // itemsize
+    report.tokens = sum(sizes.values()) // itemsize
     return report
 
 
@@ -263,6 +272,9 @@ def check_data(
     hashes, notes = check_token_files(
         tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
     )
+    # Files olmo-core will stream (no data.cache): a bounded sample of each, and the document
+    # metadata a mixture of remote files needs.
+    check_streamed(tok, pattern_sets, needs_metadata=report.mix == "ratios")
     if report.problems:
         hint = ""
         if data.builder == "embedded":
@@ -376,7 +388,7 @@ def heldout_baseline(config: RunConfig, report: DataReport) -> tuple[float, dict
     A unigram model that knew the held-out distribution exactly would score this; a model
     that learned anything from context must do better.
     """
-    eval_paths = config.data.eval or {}
+    eval_paths = {r.name: r.patterns for r in report.eval}  # the files read (local copies)
     if not eval_paths or any(r.remote for r in report.eval):
         return None
     tok, seq = config.tokenizer, config.train.sequence_length

@@ -43,13 +43,19 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def expand(patterns: list[str]) -> list[str]:
-    """Local globs expanded (sorted, de-duplicated); remote paths kept as they are."""
-    out: list[str] = []
+    """Globs expanded (sorted, de-duplicated): local ones on disk, remote ones by listing
+    the store (:mod:`olmotrain.data.remote.store`); a plain remote path is kept as it is."""
+    from olmotrain.data.remote.store import glob as remote_glob
+    from olmotrain.data.remote.store import has_wildcard
+
+    out: dict[str, None] = {}
     for p in patterns:
-        for f in [p] if is_remote(p) else sorted(glob.glob(p)):
-            if f not in out:
-                out.append(f)
-    return out
+        if is_remote(p):
+            found = [f.url for f in remote_glob(p)] if has_wildcard(p) and not p.startswith("gs://") else [p]
+        else:
+            found = sorted(glob.glob(p))
+        out.update(dict.fromkeys(found))
+    return list(out)
 
 
 def _token_file_manifest(path: str) -> dict[str, Any] | None:

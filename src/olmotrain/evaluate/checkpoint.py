@@ -24,6 +24,7 @@ from olmo_core.train.callbacks import Callback
 
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import eval_files
+from olmotrain.data.remote.localize import localized
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.eval.tasks import expand_tasks
@@ -65,7 +66,7 @@ def with_evaluation(
             f"nothing to evaluate in run {config.run_name}: {what} and no task was asked for; "
             "pass --tasks core9 (or any task name)"
         )
-    return dataclasses.replace(config, eval=ev, data=data)
+    return localized(dataclasses.replace(config, eval=ev, data=data))
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import eval_files
+from olmotrain.data.remote.localize import localized
 from olmotrain.data.tokens import expand, token_dtype
 from olmotrain.errors import UserError
 from olmotrain.model.build import transformer_config
@@ -43,6 +44,7 @@ def load_native_model(config: RunConfig, checkpoint: Path, device: str = "cpu") 
 def text_sequences(config: RunConfig, count: int, length: int) -> tuple[np.ndarray, str]:
     """Up to ``count`` sequences of ``length`` tokens of the run's held-out text (its training
     text when it has none), taken in turn from every file; and which of the two it is."""
+    config = localized(config)  # remote held-out files: read from their local copies
     files = [p for _, p in eval_files(config.data)]
     kind = "held-out"
     if not files:

@@ -26,6 +26,7 @@ from olmotrain.config.compose import to_dict
 from olmotrain.config.schema import RunConfig
 from olmotrain.console import logs_to_stderr
 from olmotrain.data.mix import dataset_config, source_of_path
+from olmotrain.data.remote.localize import localized
 from olmotrain.data.tokenizer import olmo_tokenizer_config
 from olmotrain.errors import UserError
 from olmotrain.eval.evaluators import evaluator_callbacks
@@ -324,6 +325,7 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
     from olmo_core.distributed.utils import barrier, get_rank
     from torch.distributed.checkpoint.api import CheckpointException
 
+    c = localized(c)  # remote files: their cached copies (filled at start-up, no network)
     with environment(c) as device:
         configs = train_module_config(c, plan, device)
         train_module = build_train_module(c, plan, device, configs)

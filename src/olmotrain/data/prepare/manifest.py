@@ -123,22 +123,25 @@ def format_summary(manifest: Mapping[str, Any], dataset_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def format_data_config(manifest: Mapping[str, Any], dataset_dir: Path) -> str:
+def format_data_config(manifest: Mapping[str, Any], dataset_dir: Path | str) -> str:
     """A ``conf/data`` YAML for a prepared dataset: its sources' train shards under ``paths:``
     and their held-out shards under ``eval:``. Paths are absolute, so it works from any
     directory; no ``name:``, so the mix is named after the file it is saved as; a source without
-    train shards is left out (a glob matching no file would stop the run)."""
-    root = dataset_dir.resolve()
-    lines = ["sources:"]
+    train shards is left out (a glob matching no file would stop the run). A dataset in a
+    bucket (``s3://...``) gets its URLs and a ``cache:`` line to uncomment."""
+    remote = "://" in str(dataset_dir)
+    root = str(dataset_dir).rstrip("/") if remote else str(Path(dataset_dir).resolve())
+    lines = ["# cache: ${data_root}/cache  # local copies of the files: train at disk speed"] if remote else []
+    lines.append("sources:")
     held_out = []
     for source, entry in manifest["sources"].items():
         if not entry["train"]["files"]:
             continue
-        train = json.dumps(str(root / source / "train-*.npy"))
+        train = json.dumps(f"{root}/{source}/train-*.npy")
         lines += [f"  - name: {_plain(source)}", f"    paths: [{train}]"]
         if entry["eval"]["files"]:
             held_out.append(
-                f"  {_plain(source)}: [{json.dumps(str(root / source / 'eval-*.npy'))}]"
+                f"  {_plain(source)}: [{json.dumps(f'{root}/{source}/eval-*.npy')}]"
             )
     if held_out:
         lines += ["eval:", *held_out]
