@@ -185,9 +185,7 @@ def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
 def _group_options(group: str) -> list[str]:
     # `<name>_proposed` data configs are written by `olmotrain mixture` (and its tests) at any
     # time, so listing them would make this page stale whenever one appears.
-    return sorted(
-        p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.endswith("_proposed")
-    )
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.endswith("_proposed"))
 
 
 def render() -> str:

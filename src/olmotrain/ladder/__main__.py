@@ -276,8 +276,11 @@ def _fit_table(result: dict[str, Any]) -> str:
     )
     for mix, e in result["fits"].items():
         h = e.get("holdout")
+        span = (
+            f" [{h['interval'][0]:.4g}, {h['interval'][1]:.4g}]" if h and h.get("interval") else ""
+        )
         held = (
-            f"{h['size']}: {h['predicted']:.4g} / {h['actual']:.4g} ({h['rel_error']:+.2%})"
+            f"{h['size']}: {h['predicted']:.4g}{span} / {h['actual']:.4g} ({h['rel_error']:+.2%})"
             if h
             else "- (needs 4 sizes)"
         )

@@ -35,12 +35,16 @@ def point_variances(frame: Any, metric: str) -> dict[tuple[str, str], float | No
 def _noise_sd(
     law: PowerLaw, flops: np.ndarray, values: np.ndarray, variances: list
 ) -> np.ndarray | None:
-    """Each point's sd: its measured one, or the fit's residual sd where unmeasured."""
+    """Each point's sd: its measured one; where unmeasured, the fit's residual sd, or with no
+    residual left (as many points as parameters), the median relative sd of the measured ones."""
     fallback = None
     dof = len(values) - PARAMS["L(C)"]
+    measured = [np.sqrt(v) / y for v, y in zip(variances, values, strict=True) if v is not None]
     if dof > 0:
         log_resid = np.log(law(flops)) - np.log(values)
         fallback = np.sqrt((log_resid @ log_resid) / dof) * values  # relative -> absolute
+    elif measured:
+        fallback = float(np.median(measured)) * values
     sd = []
     for i, v in enumerate(variances):
         if v is not None:
