@@ -47,13 +47,14 @@ test-durations: setup data  ## run the suite as `make test` does and rewrite tes
 test-fast: setup  ## everything but the end-to-end training runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests $(PYTEST_ARGS)
 
-bench: data  ## ratios vs baselines measured in the same run: overhead, CLI latency, eval throughput, ladder overhead, mixture fit and swarm overhead, decide with intervals, generation vs transformers, prep vs dolma (see bench/README.md)
+bench: data  ## ratios vs baselines measured in the same run: overhead, CLI latency, eval throughput, ladder overhead, mixture fit and swarm overhead, decide with intervals, remote data vs local, generation vs transformers, prep vs dolma (see bench/README.md)
 	$(PY) bench/overhead.py $(ARGS)
 	$(PY) bench/eval_throughput.py
 	$(PY) bench/ladder_overhead.py
 	$(PY) bench/mixture_fit.py
 	$(PY) bench/mixture_overhead.py
 	$(PY) bench/decide_confidence.py
+	$(PY) bench/remote_data.py
 	$(PY) bench/generate_speed.py
 	$(PY) bench/prepare_vs_dolma.py
 

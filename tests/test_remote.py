@@ -43,7 +43,12 @@ def corpus(embedded_data: Path):
                 s3.upload(f, f"tok/{source}/{f.name}")
                 s3.upload(f, f"bare/{source}/{f.name}")
         result = module_main(
-            "olmotrain.data", "index", f"{TOK}/*/train-*.npy", "--tokenizer", "embedded_bpe8k", env=s3.env
+            "olmotrain.data",
+            "index",
+            f"{TOK}/*/train-*.npy",
+            "--tokenizer",
+            "embedded_bpe8k",
+            env=s3.env,
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.count("wrote s3://") == 2
@@ -91,14 +96,22 @@ def test_http_and_local_sources_mix(corpus, embedded_data, tmp_path):
             "data.sources=[{name: docs, paths: ['" + base + "/english_docs/train-00000.npy']},"
             "{name: code, paths: ['" + str(embedded_data / "python_code" / "train-*.npy") + "']}]"
         )
-        held_out = ["data.eval=null", "data.eval={docs: ['" + base + "/english_docs/eval-00000.npy']}"]
+        held_out = [
+            "data.eval=null",
+            "data.eval={docs: ['" + base + "/english_docs/eval-00000.npy']}",
+        ]
         plan = dry_run_json("experiment=smoke", "data.builder=null", mix, *held_out)
         docs = next(s for s in plan["data"]["sources"] if s["name"] == "docs")
         size = (embedded_data / "english_docs" / "train-00000.npy").stat().st_size
         assert docs["tokens"] == size // 2 and docs["remote"]
         proc = run_cli(
-            "experiment=smoke", "train.max_steps=2", "data.builder=null", mix, *held_out,
-            f"output_root={tmp_path}", "run_name=http",
+            "experiment=smoke",
+            "train.max_steps=2",
+            "data.builder=null",
+            mix,
+            *held_out,
+            f"output_root={tmp_path}",
+            "run_name=http",
             env={"OLMOTRAIN_DATA_ROOT": str(tmp_path / "data")},
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,7 +130,11 @@ def _error(*args: str, env: dict[str, str]) -> tuple[str, float]:
         (f"{TOK}/missing/*.npy", {}, "no files match s3://corpus/tok/missing/*.npy"),
         (f"{TOK}/missing.npy", {}, "s3://corpus/tok/missing.npy does not exist"),
         ("s3://no-such-bucket/tok/*.npy", {}, "bucket 'no-such-bucket' does not exist"),
-        (f"{TOK}/*/train-*.npy", {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}, "cannot reach http://127.0.0.1:9"),
+        (
+            f"{TOK}/*/train-*.npy",
+            {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"},
+            "cannot reach http://127.0.0.1:9",
+        ),
         ("r2://corpus/tok/*.npy", {}, "R2_PROFILE"),
         ("http://127.0.0.1:9/part-0.npy", {}, "cannot reach 127.0.0.1:9"),
         ("http://127.0.0.1:9/part-*.npy", {}, "http:// paths cannot be listed"),
@@ -139,9 +156,13 @@ def test_remote_file_checks(corpus, tmp_path):
     corpus.upload(bad, "bad/odd.npy")
     np.array([5, 9000, 0], dtype=np.uint16).tofile(bad)
     corpus.upload(bad, "bad/vocab.npy")
-    line, _ = _error("data.sources=[{name: web, paths: ['s3://corpus/bad/odd.npy']}]", env=corpus.env)
+    line, _ = _error(
+        "data.sources=[{name: web, paths: ['s3://corpus/bad/odd.npy']}]", env=corpus.env
+    )
     assert "s3://corpus/bad/odd.npy is empty or not a whole number of 2-byte tokens" in line
-    line, _ = _error("data.sources=[{name: web, paths: ['s3://corpus/bad/vocab.npy']}]", env=corpus.env)
+    line, _ = _error(
+        "data.sources=[{name: web, paths: ['s3://corpus/bad/vocab.npy']}]", env=corpus.env
+    )
     assert "holds token id 9000, outside tokenizer embedded_bpe8k's vocab of 8192" in line
     bare = MIX.replace("/tok/", "/bare/")
     line, _ = _error(bare, env=corpus.env)
@@ -216,14 +237,29 @@ def test_fetch_fills_the_cache_ahead_and_prepare_writes_to_a_bucket(corpus, tmp_
     text = tmp_path / "text.jsonl"
     text.write_text("".join(json.dumps({"text": f"document {i} " * 40}) + "\n" for i in range(50)))
     prepared = module_main(
-        "olmotrain.prepare", f"notes={text}", "--output", "s3://corpus/prepared/notes",
-        "--tokenizer", "embedded_bpe8k", "--eval-fraction", "0.2", "--quiet",
-        "--staging", str(tmp_path / "staging"), env=corpus.env,
+        "olmotrain.prepare",
+        f"notes={text}",
+        "--output",
+        "s3://corpus/prepared/notes",
+        "--tokenizer",
+        "embedded_bpe8k",
+        "--eval-fraction",
+        "0.2",
+        "--quiet",
+        "--staging",
+        str(tmp_path / "staging"),
+        env=corpus.env,
     )
     assert prepared.returncode == 0, prepared.stderr
-    keys = {o["Key"] for o in corpus.client().list_objects_v2(Bucket=BUCKET, Prefix="prepared/")["Contents"]}
-    assert {"prepared/notes/manifest.json", "prepared/notes/notes/train-00000.npy",
-            "prepared/notes/notes/train-00000.csv.gz"} <= keys
+    keys = {
+        o["Key"]
+        for o in corpus.client().list_objects_v2(Bucket=BUCKET, Prefix="prepared/")["Contents"]
+    }
+    assert {
+        "prepared/notes/manifest.json",
+        "prepared/notes/notes/train-00000.npy",
+        "prepared/notes/notes/train-00000.csv.gz",
+    } <= keys
     assert '"s3://corpus/prepared/notes/notes/train-*.npy"' in prepared.stdout
 
 
@@ -233,9 +269,13 @@ def test_plans_take_remote_sizes_from_the_listing(corpus, tmp_path):
     env = {**corpus.env, "OLMOTRAIN_DATA_ROOT": str(tmp_path / "data")}
     code = REPO / "data" / "embedded" / "embedded_bpe8k" / "python_code" / "train-00000.npy"
     result = train_main(
-        "data=datadecide_c4", "tokenizer=embedded_bpe8k", "model=dd_4m",
+        "data=datadecide_c4",
+        "tokenizer=embedded_bpe8k",
+        "model=dd_4m",
         f"data.sources=[{{name: c4, paths: ['{TOK}/python_code/train-*.npy']}}]",
-        "data.eval=null", "dry_run=json", env=env,
+        "data.eval=null",
+        "dry_run=json",
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     source = json.loads(result.stdout)["data"]["sources"][0]
@@ -244,7 +284,7 @@ def test_plans_take_remote_sizes_from_the_listing(corpus, tmp_path):
     ladder.write_text(
         "name: bucket\nsizes: [olmo2_1m, dd_4m]\nmixes: [embedded]\nchinchilla_multiple: 0.01\n"
         "seeds: [42]\noverrides:\n  - data.builder=null\n"
-        f"  - \"{MIX}\"\n  - data.eval=null\n"
+        f'  - "{MIX}"\n  - data.eval=null\n'
     )
     planned = module_main("olmotrain.ladder", "plan", str(ladder), "--json", env=env)
     assert planned.returncode == 0, planned.stderr[-2000:]

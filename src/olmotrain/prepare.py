@@ -176,7 +176,9 @@ def next_step(manifest: dict, output: Path, tokenizer: str, published: str | Non
     """How to train on what was written: a data config to paste into ``conf/data/NAME.yaml``
     (and, for a tokenizer given as a file, a ``conf/tokenizer/`` config), and the command.
     ``published``: the bucket prefix the dataset was uploaded to (its files' URLs)."""
-    name = re.sub(r"\W", "_", published.rstrip("/").rsplit("/", 1)[1] if published else output.resolve().name)
+    name = re.sub(
+        r"\W", "_", published.rstrip("/").rsplit("/", 1)[1] if published else output.resolve().name
+    )
     tok = manifest["tokenizer"]
     parts = []
     if tokenizer not in tokenizer_names():  # train.py knows tokenizers by name only

@@ -25,13 +25,19 @@ def _parser() -> argparse.ArgumentParser:
         description="remote token files: fill the local cache ahead of training, write document metadata",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help="copy a run's (or a ladder's) remote files into data.cache")
+    fetch = sub.add_parser(
+        "fetch", help="copy a run's (or a ladder's) remote files into data.cache"
+    )
     fetch.add_argument("overrides", nargs="*", help="train.py overrides (data=..., data.cache=...)")
     fetch.add_argument("--ladder", help="every mix of this ladder (OVERRIDES are its key=value)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     index = sub.add_parser("index", help="write .csv.gz document metadata beside token files")
-    index.add_argument("paths", nargs="+", help="token files or globs (local, s3://, r2://, weka://)")
-    index.add_argument("--tokenizer", required=True, help="a conf/tokenizer name (its vocab and EOS)")
+    index.add_argument(
+        "paths", nargs="+", help="token files or globs (local, s3://, r2://, weka://)"
+    )
+    index.add_argument(
+        "--tokenizer", required=True, help="a conf/tokenizer name (its vocab and EOS)"
+    )
     index.add_argument("--overwrite", action="store_true", help="write it even where it exists")
     return parser
 
@@ -75,7 +81,9 @@ def fetch(args: argparse.Namespace) -> int:
                 copies = fill(where, patterns, progress=progress)
                 count = sum(len(v) for v in copies.values())
                 size = sum(p.stat().st_size for v in copies.values() for p in v)
-                print(f"data {data.name}: {count} file(s) ({size / 2**20:,.1f} MiB) in {where.root}")
+                print(
+                    f"data {data.name}: {count} file(s) ({size / 2**20:,.1f} MiB) in {where.root}"
+                )
     return 0
 
 
@@ -88,8 +96,12 @@ def index(args: argparse.Namespace) -> int:
     try:
         tok = tokenizer_option(args.tokenizer)
     except FileNotFoundError:
-        raise UserError(f"--tokenizer {args.tokenizer}: no conf/tokenizer/{args.tokenizer}.yaml") from None
-    written = write_index(list(args.paths), token_dtype(tok.vocab_size), tok.eos_token_id, args.overwrite)
+        raise UserError(
+            f"--tokenizer {args.tokenizer}: no conf/tokenizer/{args.tokenizer}.yaml"
+        ) from None
+    written = write_index(
+        list(args.paths), token_dtype(tok.vocab_size), tok.eos_token_id, args.overwrite
+    )
     for w in written:
         print(f"wrote {w}")
     if not written:

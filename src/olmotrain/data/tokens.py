@@ -51,7 +51,11 @@ def expand(patterns: list[str]) -> list[str]:
     out: dict[str, None] = {}
     for p in patterns:
         if is_remote(p):
-            found = [f.url for f in remote_glob(p)] if has_wildcard(p) and not p.startswith("gs://") else [p]
+            found = (
+                [f.url for f in remote_glob(p)]
+                if has_wildcard(p) and not p.startswith("gs://")
+                else [p]
+            )
         else:
             found = sorted(glob.glob(p))
         out.update(dict.fromkeys(found))

@@ -131,7 +131,11 @@ def format_data_config(manifest: Mapping[str, Any], dataset_dir: Path | str) -> 
     bucket (``s3://...``) gets its URLs and a ``cache:`` line to uncomment."""
     remote = "://" in str(dataset_dir)
     root = str(dataset_dir).rstrip("/") if remote else str(Path(dataset_dir).resolve())
-    lines = ["# cache: ${data_root}/cache  # local copies of the files: train at disk speed"] if remote else []
+    lines = (
+        ["# cache: ${data_root}/cache  # local copies of the files: train at disk speed"]
+        if remote
+        else []
+    )
     lines.append("sources:")
     held_out = []
     for source, entry in manifest["sources"].items():
@@ -140,9 +144,7 @@ def format_data_config(manifest: Mapping[str, Any], dataset_dir: Path | str) -> 
         train = json.dumps(f"{root}/{source}/train-*.npy")
         lines += [f"  - name: {_plain(source)}", f"    paths: [{train}]"]
         if entry["eval"]["files"]:
-            held_out.append(
-                f"  {_plain(source)}: [{json.dumps(f'{root}/{source}/eval-*.npy')}]"
-            )
+            held_out.append(f"  {_plain(source)}: [{json.dumps(f'{root}/{source}/eval-*.npy')}]")
     if held_out:
         lines += ["eval:", *held_out]
     return "\n".join(lines)

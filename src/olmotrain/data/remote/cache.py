@@ -130,12 +130,17 @@ class RemoteCache:
             return report
         with _bar(sum(f.size for f in todo), len(todo), progress) as advance:
             with ThreadPoolExecutor(max_workers=min(WORKERS, len(todo))) as pool:
-                for f, fetched in zip(todo, pool.map(lambda f: self._fetch(f, advance), todo), strict=True):
+                for f, fetched in zip(
+                    todo, pool.map(lambda f: self._fetch(f, advance), todo), strict=True
+                ):
                     if fetched:
                         report.downloaded += 1
                         report.downloaded_bytes += f.size
                     else:  # another process filled it while this one waited for the lock
-                        report.cached, report.cached_bytes = report.cached + 1, report.cached_bytes + f.size
+                        report.cached, report.cached_bytes = (
+                            report.cached + 1,
+                            report.cached_bytes + f.size,
+                        )
         return report
 
     def _fetch(self, f: RemoteFile, advance: Any) -> bool:

@@ -93,7 +93,9 @@ def fill(
     if todo:
         log.info(
             "data.cache: downloading %d file(s) (%.1f MiB) into %s",
-            len(todo), sum(f.size for f in todo) / 2**20, cache.root,
+            len(todo),
+            sum(f.size for f in todo) / 2**20,
+            cache.root,
         )
     report = cache.fill(files + extra, progress=progress)
     if report.downloaded:
@@ -183,7 +185,10 @@ def _check_manifest(name: str, manifest: RemoteFile, tok: TokenizerSchema) -> No
         data_tok = json.loads(store.read_range(manifest.url, 0, manifest.size))["tokenizer"]
     except (ValueError, KeyError, TypeError):
         return  # not olmotrain's manifest
-    if (data_tok.get("vocab_size"), data_tok.get("eos_token_id")) != (tok.vocab_size, tok.eos_token_id):
+    if (data_tok.get("vocab_size"), data_tok.get("eos_token_id")) != (
+        tok.vocab_size,
+        tok.eos_token_id,
+    ):
         raise UserError(
             f"data source {name} was tokenized with {data_tok.get('name')} (vocab {data_tok.get('vocab_size')}, "
             f"eos {data_tok.get('eos_token_id')}; {manifest.url}) but the run uses tokenizer={tok.name} "

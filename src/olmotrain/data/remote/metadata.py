@@ -38,7 +38,9 @@ def write_metadata(path: Path, dtype: np.dtype, eos_token_id: int) -> Path:
     return target
 
 
-def index(paths: list[str], dtype: np.dtype, eos_token_id: int, overwrite: bool = False) -> list[str]:
+def index(
+    paths: list[str], dtype: np.dtype, eos_token_id: int, overwrite: bool = False
+) -> list[str]:
     """Write the metadata of every token file in ``paths`` (files or globs, local or remote)
     that lacks it; returns what was written."""
     from olmotrain.data.tokens import expand
@@ -89,4 +91,3 @@ def copy_tree_to_store(local: Path, prefix: str) -> list[str]:
         store.upload(path, url)
         uploaded.append(url)
     return uploaded
-

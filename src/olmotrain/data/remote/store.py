@@ -73,8 +73,15 @@ def _split(url: str) -> tuple[str, str, str]:
 
 
 _CLIENT_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "S3_PROFILE",
-    "R2_PROFILE", "R2_ENDPOINT_URL", "WEKA_PROFILE", "WEKA_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "S3_PROFILE",
+    "R2_PROFILE",
+    "R2_ENDPOINT_URL",
+    "WEKA_PROFILE",
+    "WEKA_ENDPOINT_URL",
 )
 
 
@@ -149,12 +156,19 @@ def explain(url: str, exc: BaseException) -> UserError:
                 f"or {_ENDPOINT.get(scheme, 'the endpoint')}"
             )
         if code in ("NoSuchKey", "404") or status == 404:
-            return MissingObject(f"{url} does not exist; check the path (list the bucket to see its keys)")
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+            return MissingObject(
+                f"{url} does not exist; check the path (list the bucket to see its keys)"
+            )
+        if (
+            code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+            or status == 403
+        ):
             return UserError(
                 f"{url}: access denied ({code}); check {_CREDENTIALS.get(scheme, 'the credentials')}"
             )
-        return UserError(f"{url}: {scheme} request failed ({code or status}: {err.get('Message', '')})")
+        return UserError(
+            f"{url}: {scheme} request failed ({code or status}: {err.get('Message', '')})"
+        )
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         status = exc.response.status_code
         if status == 404:
@@ -162,7 +176,9 @@ def explain(url: str, exc: BaseException) -> UserError:
         return UserError(f"{url}: HTTP {status} {exc.response.reason}; check the URL and access")
     if isinstance(exc, requests.RequestException):
         host = urlparse(url).netloc
-        return UserError(f"{url}: cannot reach {host} ({type(exc).__name__}); check the URL and the network")
+        return UserError(
+            f"{url}: cannot reach {host} ({type(exc).__name__}); check the URL and the network"
+        )
     return UserError(f"{url}: {type(exc).__name__}: {exc}")
 
 
@@ -194,7 +210,9 @@ def stat(url: str) -> RemoteFile:
             raise UserError(f"{url}: the server gives no Content-Length; serve the file as is")
         tag = r.headers.get("etag") or r.headers.get("last-modified") or ""
         return RemoteFile(url, int(r.headers["content-length"]), tag.strip('"'))
-    raise UserError(f"{url}: olmotrain checks s3://, r2://, weka:// and http(s):// paths, not {scheme}://")
+    raise UserError(
+        f"{url}: olmotrain checks s3://, r2://, weka:// and http(s):// paths, not {scheme}://"
+    )
 
 
 def _key_pattern(pattern: str) -> re.Pattern[str]:
@@ -219,7 +237,9 @@ def _key_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def _s3_list(scheme: str, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-    pages = _s3_client(scheme).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    pages = (
+        _s3_client(scheme).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
     for page in pages:
         yield from page.get("Contents", [])
 
@@ -254,14 +274,18 @@ def read_range(url: str, start: int, length: int) -> bytes:
     if scheme in S3_SCHEMES:
         return _guarded(
             url,
-            lambda: _s3_client(scheme).get_object(Bucket=bucket, Key=key, Range=span)["Body"].read(),
+            lambda: (
+                _s3_client(scheme).get_object(Bucket=bucket, Key=key, Range=span)["Body"].read()
+            ),
         )
 
     def get() -> bytes:
         r = _http().get(url, headers={"Range": span}, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
         r.raise_for_status()
         if r.status_code != 206:
-            raise UserError(f"{url}: the server ignores byte ranges (HTTP {r.status_code}); olmo-core needs them")
+            raise UserError(
+                f"{url}: the server ignores byte ranges (HTTP {r.status_code}); olmo-core needs them"
+            )
         return r.content
 
     return _guarded(url, get)
@@ -285,7 +309,9 @@ def stream(url: str, start: int, end: int) -> Iterator[bytes]:
     )
     _guarded(url, r.raise_for_status)
     if r.status_code != 206 and start > 0:
-        raise UserError(f"{url}: the server ignores byte ranges (HTTP {r.status_code}); olmo-core needs them")
+        raise UserError(
+            f"{url}: the server ignores byte ranges (HTTP {r.status_code}); olmo-core needs them"
+        )
     yield from _chunks(url, lambda n: r.raw.read(n, decode_content=True))
 
 
@@ -310,7 +336,9 @@ def upload(local: str | os.PathLike[str], url: str) -> None:
     """Put a local file at ``url`` (S3-like stores)."""
     scheme, bucket, key = _split(url)
     if scheme not in S3_SCHEMES:
-        raise UserError(f"{url}: olmotrain writes to s3://, r2:// and weka:// stores, not {scheme}://")
+        raise UserError(
+            f"{url}: olmotrain writes to s3://, r2:// and weka:// stores, not {scheme}://"
+        )
     _guarded(url, lambda: _s3_client(scheme).upload_file(str(local), bucket, key))
 
 
@@ -318,7 +346,9 @@ def check_writable_prefix(prefix: str) -> None:
     """That ``prefix``'s bucket exists and takes a write (a small marker object, removed)."""
     scheme, bucket, key = _split(prefix)
     if scheme not in S3_SCHEMES:
-        raise UserError(f"{prefix}: olmotrain writes to s3://, r2:// and weka:// stores, not {scheme}://")
+        raise UserError(
+            f"{prefix}: olmotrain writes to s3://, r2:// and weka:// stores, not {scheme}://"
+        )
     marker = f"{key.rstrip('/')}/.olmotrain-write-check".lstrip("/")
     client = _s3_client(scheme)
     _guarded(prefix, lambda: client.put_object(Bucket=bucket, Key=marker, Body=b""))
