@@ -93,6 +93,13 @@ def fit_power_law(compute: Any, loss: Any, start: PowerLaw | None = None) -> Pow
         a, alpha, e = p
         return np.logaddexp(a - alpha * x, e) - log_y
 
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        # d/d(a, alpha, e) of log(exp(a - alpha x) + exp(e)): the power term's share s of the
+        # loss, -x s, and 1 - s (exact, and ~3x faster than finite differences).
+        a, alpha, e = p
+        share = 1.0 / (1.0 + np.exp(np.clip(e - (a - alpha * x), -700, 700)))
+        return np.column_stack([share, -x * share, 1.0 - share])
+
     best = None
     starts = []
     for alpha in (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.8):
@@ -103,18 +110,21 @@ def fit_power_law(compute: Any, loss: Any, start: PowerLaw | None = None) -> Pow
     if start is not None:
         e = math.log(min(start.E, 0.999 * y.min()))
         starts = [np.array([math.log(start.A), min(start.alpha, 5.0), max(e, -30.0)])]
-    tol = 1e-14 if start is None else 1e-9  # a warm start is near its answer already
+    # A warm start is near its answer already: a bootstrap refit needs neither the grid's
+    # precision nor its patience (a flat, unidentified law would use up 5,000 evaluations).
+    tol, patience = (1e-14, 5000) if start is None else (1e-9, 200)
     for first in starts:
         result = least_squares(
             residuals,
             first,
+            jac=jacobian,
             loss="huber",
             f_scale=HUBER_DELTA,
             bounds=([-np.inf, 0.0, -30.0], [np.inf, 5.0, math.log(y.min())]),
             xtol=tol,
             ftol=tol,
             gtol=tol,
-            max_nfev=5000,
+            max_nfev=patience,
         )
         if best is None or result.cost < best.cost:
             best = result
