@@ -54,6 +54,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-cli", action="store_true", help="skip the CLI latency benchmark")
     p.add_argument("--no-train", action="store_true", help="skip the training benchmark")
     p.add_argument("--tmp", default=None, help="where runs write (default: the system temp dir)")
+    p.add_argument("--compile", action="store_true", help="both sides: torch.compile (CUDA)")
+    p.add_argument(
+        "--fsdp", action="store_true", help="both sides: FSDP bf16 parameters, fp32 reduction"
+    )
+    p.add_argument("--json-out", default=None, help="also write the result JSON here")
     return p.parse_args()
 
 
@@ -74,6 +79,8 @@ def olmotrain_overrides(args: argparse.Namespace) -> list[str]:
         f"train.ephemeral_checkpoint_interval={EPHEMERAL_INTERVAL}",
         "train.log_interval=1",
     ]
+    out += ["parallel.compile=true"] if args.compile else []
+    out += ["parallel.name=fsdp"] if args.fsdp else []
     return out + (["data.eval=null"] if args.no_eval else [])
 
 
@@ -91,6 +98,12 @@ def plain_command(plan: dict, out: Path) -> list[str]:
     steps = plan["max_steps"]
     fixed = sorted({ck["step"] for ck in plan["checkpoints"] if 0 < ck["step"] <= steps})
     cmd = [PY, "bench/plain_olmo_core.py", "--out", str(out), "--factory", plan["factory"]]
+    if plan["factory"] == "olmo2":
+        layer = plan["layers"][0]
+        cmd += ["--d-model", str(plan["d_model"]), "--n-layers", str(plan["n_layers"])]
+        cmd += ["--n-heads", str(layer["n_heads"]), "--ffn-hidden", str(layer["ffn_hidden"])]
+    cmd += ["--compile"] if plan["compile"] else []
+    cmd += ["--fsdp"] if plan["parallel"] == "fsdp" else []
     cmd += ["--vocab-size", str(plan["vocab_size"]), "--seq", str(plan["sequence_length"])]
     cmd += ["--batch-tokens", str(plan["batch_size_tokens"]), "--steps", str(steps)]
     cmd += ["--micro-batch-tokens", str(plan["micro_batch_instances"] * plan["sequence_length"])]
@@ -153,6 +166,18 @@ def machine(env: dict[str, str]) -> str:
     return f"{f'GPU {gpu}; ' if gpu else 'CPU only; '}{desc}; torch {torch_v}, olmo-core {olmo_v}"
 
 
+def model_flops_utilization(plan: dict, env: dict[str, str]) -> float | None:
+    """MFU per token/s on this machine's GPU (``None`` without one or for an unknown GPU)."""
+    probe = "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
+    name = subprocess.run([PY, "-c", probe], env=env, capture_output=True, text=True).stdout.strip()
+    if not name:
+        return None
+    from olmotrain.plan.cost import device_peak_flops
+
+    peak, _ = device_peak_flops(name)
+    return plan["flops_per_token"] / peak if peak else None
+
+
 def bench_training(args: argparse.Namespace, env: dict[str, str], logs: Path) -> dict:
     plan = get_plan(args, env)
     if plan["data"]["problems"]:  # the embedded data set is not built yet
@@ -192,6 +217,11 @@ def bench_training(args: argparse.Namespace, env: dict[str, str], logs: Path) ->
         for side in ("olmotrain", "plain")
     }
     a, b = med["olmotrain"], med["plain"]
+    mfu = model_flops_utilization(plan, env)
+    if mfu is not None:  # by olmo-core's FLOP count (the plan's), against the device's real peak
+        for side in med.values():
+            side["mfu"] = side["tokens_per_s"] * mfu
+        print(f"  MFU      olmotrain {a['mfu']:.1%}  plain {b['mfu']:.1%}")
     print(
         f"  median    olmotrain  {a['tokens_per_s']:>12,.0f} tok/s  first step "
         f"{a['first_step_s']:7.2f} s  total {a['total_s']:7.1f} s\n"
@@ -253,6 +283,8 @@ def main() -> None:
 
     path = results / f"overhead-{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"results: {path.relative_to(ROOT)} (logs: {logs.relative_to(ROOT)}/)")
     print(f"goals missed: {'; '.join(missed)}" if missed else "goals: all met")
     print("RATIOS " + " ".join(ratios))

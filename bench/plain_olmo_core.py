@@ -41,6 +41,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train", nargs="+", required=True, help="token files or globs")
     p.add_argument("--eval", nargs="*", default=[], metavar="LABEL=GLOB", help="held-out files")
     p.add_argument("--num-workers", type=int, default=0)
+    # The generic factory (olmotrain's `factory: olmo2`, e.g. DataDecide's sizes) needs the shape.
+    p.add_argument("--d-model", type=int, default=None)
+    p.add_argument("--n-layers", type=int, default=None)
+    p.add_argument("--n-heads", type=int, default=None)
+    p.add_argument("--ffn-hidden", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument(
+        "--fsdp", action="store_true", help="FSDP, bf16 parameters, fp32 reduction (no autocast)"
+    )
     return p.parse_args()
 
 
@@ -58,6 +67,7 @@ def main() -> None:
         NumpyPaddedFSLDatasetConfig,
         TokenizerConfig,
     )
+    from olmo_core.distributed.parallel import DataParallelType
     from olmo_core.nn.transformer import TransformerConfig
     from olmo_core.optim import WSDS, OptimGroupOverride, SchedulerUnits, SkipStepAdamWConfig
     from olmo_core.train import (
@@ -73,7 +83,10 @@ def main() -> None:
         GPUMemoryMonitorCallback,
         LMEvaluatorCallbackConfig,
     )
-    from olmo_core.train.train_module import TransformerTrainModuleConfig
+    from olmo_core.train.train_module import (
+        TransformerDataParallelConfig,
+        TransformerTrainModuleConfig,
+    )
 
     cuda = torch.cuda.is_available()
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
@@ -85,8 +98,15 @@ def main() -> None:
         tokenizer = TokenizerConfig(
             vocab_size=args.vocab_size, eos_token_id=args.eos, pad_token_id=args.pad
         )
+        shape = {}
+        if args.factory == "olmo2":
+            from olmo_core.nn.feed_forward import FeedForwardConfig
+
+            shape = dict(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads)
+            if args.ffn_hidden:
+                shape["feed_forward"] = FeedForwardConfig(hidden_size=args.ffn_hidden, bias=False)
         model_config = getattr(TransformerConfig, args.factory)(
-            vocab_size=tokenizer.padded_vocab_size()
+            vocab_size=tokenizer.padded_vocab_size(), **shape
         )
         model_config.init_seed = args.seed
         model = model_config.build(init_device="meta")
@@ -108,7 +128,13 @@ def main() -> None:
                 decay_fraction=args.decay_fraction,
             ),
             max_grad_norm=args.max_grad_norm,
-            autocast_precision=DType.bfloat16 if cuda else None,
+            compile_model=args.compile,
+            dp_config=TransformerDataParallelConfig(
+                name=DataParallelType.fsdp, param_dtype=DType.bfloat16, reduce_dtype=DType.float32
+            )
+            if args.fsdp
+            else None,
+            autocast_precision=DType.bfloat16 if cuda and not args.fsdp else None,
         ).build(model, device=torch.device("cuda" if cuda else "cpu"))
 
         dataset = NumpyFSLDatasetConfig(

@@ -280,6 +280,14 @@ def test_plans_take_remote_sizes_from_the_listing(corpus, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     source = json.loads(result.stdout)["data"]["sources"][0]
     assert source["tokens"] == code.stat().st_size // 2 and source["files"] == 1
+    # A template planned where the store cannot be reached: planned, without its sizes.
+    offline = train_main(
+        "data=datadecide_c4", "tokenizer=embedded_bpe8k", "model=dd_4m", "dry_run=json",
+        env={**env, "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    source = json.loads(offline.stdout)["data"]["sources"][0]
+    assert source["tokens"] is None and "cannot reach http://127.0.0.1:9" in source["unverified"]
     ladder = tmp_path / "bucket.yaml"
     ladder.write_text(
         "name: bucket\nsizes: [olmo2_1m, dd_4m]\nmixes: [embedded]\nchinchilla_multiple: 0.01\n"
@@ -292,3 +300,8 @@ def test_plans_take_remote_sizes_from_the_listing(corpus, tmp_path):
     rows = rows["points"] if isinstance(rows, dict) else rows
     assert [r["size"] for r in rows] == ["olmo2_1m", "dd_4m"]
     assert not list((tmp_path / "data").rglob("*.npy"))  # nothing downloaded
+    fetched = module_main(
+        "olmotrain.ladder", "fetch", str(ladder), f"data.cache={tmp_path / 'cache'}", env=env
+    )
+    assert fetched.returncode == 0, fetched.stderr[-2000:]
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2  # one mix: fetched once

@@ -51,6 +51,11 @@ def find_file(name_or_path: str, group: str, kind: str) -> Path:
     raise UserError(f"unknown {kind} '{name_or_path}'; {hint} ({kind}s live in conf/{group}/)")
 
 
+SHARED_KEYS = {"data.cache"}
+"""Keys of a group the experiment sets per run that still mean the same for every run (one
+cache directory serves every mix)."""
+
+
 def split_overrides(
     overrides: list[str] | tuple[str, ...], cls: type, sets: dict[str, str], example: str
 ) -> tuple[list[str], list[str]]:
@@ -71,7 +76,7 @@ def split_overrides(
             raise UserError(f"'{item}' is not key=value (a {example} key or a train.py override)")
         if top in own:
             own_keys.append(item)
-        elif top in sets:
+        elif top in sets and key not in SHARED_KEYS:
             raise UserError(f"'{item}': the {example} sets {top} for every point; {sets[top]}")
         elif top in train:
             train_keys.append(item)

@@ -1,8 +1,8 @@
 """``python -m olmotrain.data COMMAND ...``: remote data ahead of training.
 
     fetch [OVERRIDES...]         copy a run's remote files into data.cache, as train.py would
-                                 (``data=my_s3_mix data.cache=/scratch/cache``)
-    fetch --ladder NAME [k=v...] the same for every mix of a ladder
+                                 (``data=my_s3_mix data.cache=/scratch/cache``); for every mix
+                                 of a ladder: ``python -m olmotrain.ladder fetch LADDER``
     index PATH... --tokenizer T  write the document metadata (``.csv.gz``) beside token files,
                                  local or remote, that lack it (olmo-core needs it to mix remote
                                  files without a cache)
@@ -29,7 +29,6 @@ def _parser() -> argparse.ArgumentParser:
         "fetch", help="copy a run's (or a ladder's) remote files into data.cache"
     )
     fetch.add_argument("overrides", nargs="*", help="train.py overrides (data=..., data.cache=...)")
-    fetch.add_argument("--ladder", help="every mix of this ladder (OVERRIDES are its key=value)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     index = sub.add_parser("index", help="write .csv.gz document metadata beside token files")
     index.add_argument(
@@ -42,27 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_configs(args: argparse.Namespace) -> list[Any]:
+def fetch(args: argparse.Namespace) -> int:
+    """Fill ``data.cache`` with every remote file of the run the overrides compose."""
     from olmotrain.config.checks import compose_checked
     from olmotrain.config.compose import resolve
 
-    if args.ladder is None:
-        return [resolve(compose_checked(list(args.overrides)))]
-    from olmotrain.ladder.ladder import load
-
-    ladder = load(args.ladder, args.overrides)
-    first = {}
-    for point in ladder.points:  # one config per mix: sizes and seeds read the same files
-        first.setdefault(point.mix, point)
-    return [ladder.run_config(p) for p in first.values()]
+    fetch_runs([resolve(compose_checked(list(args.overrides)))], quiet=args.quiet)
+    return 0
 
 
-def fetch(args: argparse.Namespace) -> int:
-    """Fill ``data.cache`` with every remote file of the run(s); prints where they are."""
+def fetch_runs(configs: list[Any], quiet: bool = False) -> None:
+    """Fill each run's ``data.cache`` (and held-out cache) with its remote files; prints where."""
     from olmotrain.data.remote.localize import cache_of, fill, heldout_cache
     from olmotrain.data.tokens import is_remote
 
-    for config in _run_configs(args):
+    for config in configs:
         data = config.data
         train = [p for s in data.sources for p in s.paths if is_remote(p)]
         held_out = [p for v in (data.eval or {}).values() for p in v if is_remote(p)]
@@ -75,7 +68,7 @@ def fetch(args: argparse.Namespace) -> int:
                 f"data {data.name} has remote files but no cache to fill; add data.cache=DIR "
                 "(the same one the training run will use)"
             )
-        progress = False if args.quiet else None
+        progress = False if quiet else None
         for patterns, where in ((train, cache), (held_out, heldout_cache(config))):
             if patterns:
                 copies = fill(where, patterns, progress=progress)

@@ -19,6 +19,7 @@ import numpy as np
 
 from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig, SourceSchema
 from olmotrain.data.remote.localize import check_streamed, remote_files
+from olmotrain.data.remote.store import Unreachable
 from olmotrain.data.tokens import (
     check_token_files,
     expand,
@@ -42,6 +43,9 @@ class SourceReport:
     """Tokens in the files (from their sizes); ``None`` when missing or not known."""
     remote: bool = False
     problem: str | None = None
+    unverified: str | None = None
+    """Why remote files could not be looked at (no network, endpoint or credentials): a plan
+    goes on without their sizes, a run refuses to start."""
 
 
 def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceReport:
@@ -50,15 +54,18 @@ def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceRepo
     report = SourceReport(name=name, patterns=list(patterns))
     itemsize = token_dtype(vocab_size).itemsize
     sizes: dict[str, int] = {}
+    report.remote = any(is_remote(p) for p in patterns)
     try:
         local = [p for p in patterns if not is_remote(p)]
         remote = [p for p in patterns if is_remote(p) and not p.startswith("gs://")]
         sizes.update({f.url: f.size for f in remote_files(remote)})
         sizes.update({f: Path(f).stat().st_size for f in expand(local)})
+    except Unreachable as exc:
+        report.unverified = str(exc)
+        return report
     except UserError as exc:
         report.problem = str(exc)
         return report
-    report.remote = any(is_remote(p) for p in patterns)
     report.files = len(sizes) + sum(p.startswith("gs://") for p in patterns)
     if any(p.startswith("gs://") for p in patterns):
         return report  # sizes of gs:// files are olmo-core's to find
@@ -264,6 +271,7 @@ def check_data(
     data, tok = config.data, config.tokenizer
     report = report or data_report(data, tok.vocab_size, duration_tokens)
     files = [f"{r.name}: {r.problem}" for r in [*report.sources, *report.eval] if r.problem]
+    files += [f"{r.name}: {r.unverified}" for r in [*report.sources, *report.eval] if r.unverified]
     if files:
         hint = "; run `make data`" if data.builder else ""
         raise UserError(f"data '{data.name}': {files[0]}{hint}")

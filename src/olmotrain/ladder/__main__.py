@@ -4,6 +4,8 @@
              device-hours) with totals; --json
     run      train every point as one resumable -m sweep (finished points are skipped);
              --benchmark: a short no-checkpoint throughput run per size
+    fetch    copy every mix's remote files into data.cache before the run (see
+             ``python -m olmotrain.data fetch``)
     status   where every point stands
     collect  one CSV over all points and checkpoints (--output FILE)
     fit      scaling laws per mix, with the largest size predicted from the others (--json)
@@ -27,7 +29,7 @@ from typing import Any
 from olmotrain.errors import UserError, run_command
 from olmotrain.metrics import TRAIN_LOSS
 
-COMMANDS = ("plan", "run", "status", "collect", "fit", "decide", "snr", "report")
+COMMANDS = ("plan", "run", "fetch", "status", "collect", "fit", "decide", "snr", "report")
 DEFAULT_METRIC = TRAIN_LOSS
 
 
@@ -168,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         plan(ladder, as_json=False)
         return ladder.run()
+    elif args.command == "fetch":
+        from olmotrain.data.__main__ import fetch_runs
+
+        first = {}  # one run per mix: its sizes and seeds read the same files
+        for point in ladder.points:
+            first.setdefault(point.mix, point)
+        fetch_runs([ladder.run_config(p) for p in first.values()])
     elif args.command == "status":
         from olmotrain.launch.status import render, statuses
 

@@ -26,6 +26,20 @@ from dataclasses import dataclass
 from olmotrain.errors import UserError
 
 PEAK_FLOPS = {"h100": 989.5e12, "h200": 989.5e12, "a100": 312e12}
+DEVICE_PEAKS = (
+    # (a substring of torch.cuda.get_device_name(), dense BF16 FLOP/s), most specific first
+    ("H100 NVL", 835.5e12),
+    ("H100 PCIe", 756.5e12),
+    ("H200", 989.5e12),
+    ("H100", 989.5e12),
+    ("GH200", 989.5e12),
+    ("B200", 2.25e15),
+    ("B300", 2.25e15),
+    ("A100", 312e12),
+    ("L40S", 362.05e12),
+)
+"""Vendor dense BF16 peaks by device name: what MFU is measured against (olmo-core 3.0.0's
+speed monitor takes an H200, or any device it does not know, for an A100: 312 TFLOP/s)."""
 DEVICE_MEMORY = {"h100": 80 * 10**9, "h200": 141 * 10**9, "a100": 80 * 10**9}
 CPU_FLOPS_PER_CORE = 3.5e10
 DEFAULT_GPU_MFU = 0.4
@@ -183,3 +197,16 @@ def _parts(
         "tokens_per_s": rate,
         "throughput_source": source,
     }
+
+
+def device_peak_flops(device_name: str) -> tuple[float | None, str]:
+    """The dense BF16 peak of a GPU by its name, and where the figure comes from: olmotrain's
+    table (:data:`DEVICE_PEAKS`), or ``None`` for a device it does not know (olmo-core then
+    assumes an A100, and the line says so)."""
+    for key, peak in DEVICE_PEAKS:
+        if key in device_name:
+            return peak, f"{device_name}: {peak / 1e12:g} TFLOP/s dense BF16 (vendor figure)"
+    return None, (
+        f"{device_name}: not in olmotrain's table, so olmo-core's A100 figure (312 TFLOP/s): "
+        "the MFU is a guess"
+    )

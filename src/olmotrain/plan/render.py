@@ -47,13 +47,16 @@ def render_table(plan: Plan) -> str:
         lines.append(f"    {src.name:<16} {_source_line(src)}")
     for src in p.data.eval:
         where = (
-            f"{src.files} remote file(s)"
-            if src.remote
-            else src.problem or f"{src.files} file(s), {src.tokens:,} tokens"
+            src.problem
+            or ("remote, not looked at" if src.unverified else None)
+            or f"{src.files} {'remote ' if src.remote else ''}file(s), {src.tokens or 0:,} tokens"
         )
         lines.append(f"    held-out {src.name:<16} {where}")
     for problem in p.data.problems:
         lines.append(f"    ! {problem}")
+    for src in [*p.data.sources, *p.data.eval]:
+        if src.unverified:
+            lines.append(f"    note: {src.name}: sizes unknown ({src.unverified})")
     if p.data.note:
         lines.append(f"    note: {p.data.note}")
     for warning in p.warnings:
@@ -212,8 +215,8 @@ def _schedule_line(p: Plan) -> str:
 
 def _source_line(src: SourcePlan) -> str:
     ratio = "-" if src.ratio is None else f"{src.ratio:.3f}"
-    if src.remote:
-        available = f"{src.files} remote"
+    if src.remote and src.tokens is None:
+        available = "remote ?" if src.unverified else f"{src.files} remote"
     elif src.tokens is None:
         available = "missing"
     else:

@@ -173,10 +173,10 @@ def check_run(config: RunConfig, plan: Plan, *, local: bool) -> Startup:
     for part in (run.checkpoints, run.path / "work"):
         if part.exists():  # a file where the run keeps a directory, or one it cannot write
             check_writable(part, f"run dir {run.path}")
-    data = ensure_data(config, plan)
-    check_evaluation(config)
+    check_evaluation(config)  # the checks of files at hand before the data (maybe remote)
     check_samples_and_export(config)
     check_wandb(config)
+    data = ensure_data(config, plan)
     replaced = run.check(config, fresh=config.fresh)
     step = None if replaced else run.resume_step()
     if step is not None:

@@ -266,7 +266,31 @@ def _base_trainer_config(
         .with_callback("metrics_log", MetricsLogCallback(path=str(run.metrics_path)))
         .with_callback("source_tokens", SourceTokensCallback(source_of_path=source_of_path(c.data)))
         .with_callback("config_saver", ConfigSaverCallback())
+        .with_callback("speed_monitor", speed_monitor(c))
     )
+
+
+def speed_monitor(c: RunConfig) -> Any:
+    """olmo-core's speed monitor with the device's real peak (its own table reads an H200, and
+    every device it does not know, as an A100: MFU 3.2x too high there)."""
+    import torch
+    from olmo_core.train.callbacks import SpeedMonitorCallback
+
+    from olmotrain.plan.cost import device_peak_flops
+
+    if device_type(c.cluster.device) != "cuda" or not torch.cuda.is_available():
+        return SpeedMonitorCallback()  # no peak on CPU: no MFU, as olmo-core does
+    peak, source = device_peak_flops(torch.cuda.get_device_name())
+    log.info("MFU against %s", source)
+    if attention_backend(c.model.attn_backend, "cuda") == "torch":
+        from olmotrain.model.attention_probe import sdpa_kernel
+
+        model = transformer_config(c.model, c.tokenizer.vocab_size)
+        attn = model.block.sequence_mixer
+        head_dim = attn.head_dim or model.d_model // attn.n_heads  # type: ignore[attr-defined]
+        log.info("attention: PyTorch SDPA, %s kernel", sdpa_kernel("cuda", head_dim))
+    # olmo-core measures MFU only in half precision; without a peak it takes an A100's.
+    return SpeedMonitorCallback(device_peak_flops_per_second=int(peak) if peak else None)
 
 
 def _evaluators(

@@ -34,8 +34,17 @@ def write_metadata(path: Path, dtype: np.dtype, eos_token_id: int) -> Path:
         alias = Path(tmp) / path.name  # olmo-core writes beside the path it is given
         os.symlink(path.resolve(), alias)
         written = write_document_indices(alias, dtype=dtype.type, eos_token_id=eos_token_id)
+        _zero_gzip_mtime(written)
         os.replace(written, target)
     return target
+
+
+def _zero_gzip_mtime(path: Path) -> None:
+    """Clear the write time in the gzip header (bytes 4-7; the CRC covers the data only), so the
+    same token file always gets the same bytes: a resumed prepare matches a fresh one."""
+    with path.open("r+b") as f:
+        f.seek(4)
+        f.write(b"\0\0\0\0")
 
 
 def index(

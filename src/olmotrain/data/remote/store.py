@@ -46,6 +46,11 @@ class MissingObject(UserError):
     """The store answered: no such object (the bucket and the endpoint are fine)."""
 
 
+class Unreachable(UserError):
+    """The store could not be asked: no network, no endpoint, no credentials. A plan goes on
+    without its sizes (a template planned on a laptop); a run refuses to start."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One remote object: its URL, size in bytes and version tag (S3 ETag, HTTP ETag or
@@ -102,11 +107,11 @@ def _client(scheme: str, _env: tuple[str | None, ...]) -> Any:
     try:
         profile, endpoint = _get_s3_profile_name(scheme), _get_s3_endpoint_url(scheme)
     except OLMoEnvironmentError as exc:
-        raise UserError(f"{scheme}:// paths: {exc}") from None
+        raise Unreachable(f"{scheme}:// paths: {exc}") from None
     try:
         session = boto3.Session(profile_name=profile)
     except Exception as exc:  # botocore's ProfileNotFound and kin
-        raise UserError(f"{scheme}:// paths: {exc}; set {_CREDENTIALS[scheme]}") from None
+        raise Unreachable(f"{scheme}:// paths: {exc}; set {_CREDENTIALS[scheme]}") from None
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
@@ -140,9 +145,9 @@ def explain(url: str, exc: BaseException) -> UserError:
     if isinstance(exc, UserError):
         return exc
     if isinstance(exc, be.NoCredentialsError):
-        return UserError(f"{url}: no credentials; set {_CREDENTIALS.get(scheme, 'credentials')}")
+        return Unreachable(f"{url}: no credentials; set {_CREDENTIALS.get(scheme, 'credentials')}")
     if isinstance(exc, (be.EndpointConnectionError, be.ConnectTimeoutError, be.ReadTimeoutError)):
-        return UserError(
+        return Unreachable(
             f"{url}: cannot reach {_endpoint(scheme)} ({type(exc).__name__}); check "
             f"{_ENDPOINT.get(scheme, 'the endpoint')}"
         )
@@ -176,7 +181,7 @@ def explain(url: str, exc: BaseException) -> UserError:
         return UserError(f"{url}: HTTP {status} {exc.response.reason}; check the URL and access")
     if isinstance(exc, requests.RequestException):
         host = urlparse(url).netloc
-        return UserError(
+        return Unreachable(
             f"{url}: cannot reach {host} ({type(exc).__name__}); check the URL and the network"
         )
     return UserError(f"{url}: {type(exc).__name__}: {exc}")
