@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data
 
-.PHONY: setup data train test test-durations test-fast bench bench-slurm gpu-kit lint clean ladder-demo mixture-demo docs
+.PHONY: setup data train test test-durations test-fast bench bench-slurm gpu-kit mutation lint clean ladder-demo mixture-demo docs
 
 setup: $(STAMP)  ## the virtual environment with everything installed
 
@@ -57,6 +57,9 @@ bench: data  ## ratios vs baselines measured in the same run: overhead, CLI late
 	$(PY) bench/remote_data.py
 	$(PY) bench/generate_speed.py
 	$(PY) bench/prepare_vs_dolma.py
+
+mutation: setup data  ## mutation testing (mutmut) of the modules users' results rest on: score per module, survivors (minutes; not in make test)
+	$(PY) scripts/mutation.py $(ARGS)
 
 gpu-kit: setup data  ## the wheels (Python 3.12) and data a lent GPU machine without PyPI needs, in .gpu-kit/ (see bench/gpu_check.sh)
 	$(PY) scripts/gpu_kit.py

@@ -434,3 +434,61 @@ def test_bad_explicit_optimizer_values_are_one_line(override, expected):
     assert expected in assert_one_line_error(
         train_main("experiment=smoke", override, "dry_run=true")
     )
+
+
+def _broken_conversion(monkeypatch, damage) -> None:
+    """olmo-core's conversion, followed by ``damage(hf_dir)``: a conversion fault on purpose."""
+    import olmo_core.nn.hf.convert_checkpoint as convert
+
+    real = convert.convert_checkpoint_to_hf
+
+    def converted_then_damaged(checkpoint, output, *args, **kwargs):
+        real(checkpoint, output, *args, **kwargs)
+        damage(Path(output))
+
+    monkeypatch.setattr(convert, "convert_checkpoint_to_hf", converted_then_damaged)
+
+
+def _perturb_one_weight(hf: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(hf / "model.safetensors")
+    name = next(k for k in sorted(weights) if "layers.0.self_attn.q_proj" in k)
+    weights[name] = weights[name] + 0.01
+    save_file(weights, hf / "model.safetensors", metadata={"format": "pt"})
+
+
+def _edit_config(hf: Path, edit) -> None:
+    config = json.loads((hf / "config.json").read_text())
+    edit(config)
+    (hf / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("fault", "run"),
+    [("a perturbed weight", "olmo3"), ("a wrong sliding window", "olmo3"),
+     ("a dropped head_dim", "olmo3")],
+)  # fmt: skip
+def test_a_broken_conversion_is_refused_and_nothing_is_written(
+    request, tmp_path, monkeypatch, fault, run
+):
+    """The parity check is what stands between a conversion bug and a user's model: each kind of
+    fault fails the export (exit 1, the report says so), and nothing is left at --output."""
+    damage = {
+        "a perturbed weight": _perturb_one_weight,
+        # the 512-token parity sequences see past a 4,096 window what the model never saw
+        "a wrong sliding window": lambda hf: _edit_config(
+            hf, lambda c: c.update(sliding_window=4096)
+        ),
+        # olmo3_1m has 4 heads of 4 on d_model 12: without head_dim transformers infers 3
+        "a dropped head_dim": lambda hf: _edit_config(hf, lambda c: c.pop("head_dim")),
+    }[fault]
+    source = request.getfixturevalue(run)
+    _broken_conversion(monkeypatch, damage)
+    out = tmp_path / "hf"
+    result = module_main("olmotrain.export", str(source), "--output", str(out))
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "export parity FAILED" in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".hf.partial-*"))

@@ -27,7 +27,7 @@ from olmotrain.config.schema import RunConfig
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.export.native import load_native_model, model_config, text_sequences
-from olmotrain.export.parity import check_parity
+from olmotrain.export.parity import UnloadableExport, check_parity
 from olmotrain.model.build import hf_unrepresentable
 from olmotrain.paths import move_aside
 
@@ -148,7 +148,14 @@ def export_hf(
         converted_s = time.perf_counter() - started
         native = load_native_model(config, checkpoint)
         ids, text = text_sequences(config, sequences, config.train.sequence_length)
-        parity = check_parity(native, staging, ids, text, config.tokenizer.vocab_size, dtype)
+        try:
+            parity = check_parity(native, staging, ids, text, config.tokenizer.vocab_size, dtype)
+        except UnloadableExport as exc:
+            raise UserError(
+                f"export parity FAILED: the converted model does not load in transformers "
+                f"({exc}); nothing was written to {output}",
+                exit_code=EXIT_PARITY,
+            ) from None
         report = {
             "run": run,
             "step": step,

@@ -18,6 +18,10 @@ TOLERANCE = 1e-4
 """Max |delta logit| allowed (float32 arithmetic on both sides)."""
 
 
+class UnloadableExport(Exception):
+    """The converted directory does not load in transformers: parity fails before any logit."""
+
+
 @dataclass
 class Parity:
     """What the parity check measured."""
@@ -60,9 +64,13 @@ def check_parity(
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    hf = AutoModelForCausalLM.from_pretrained(
-        hf_dir, dtype=torch.float32, local_files_only=True
-    ).eval()
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(
+            hf_dir, dtype=torch.float32, local_files_only=True
+        ).eval()
+    except (RuntimeError, ValueError, OSError) as exc:  # shapes that do not fit the config
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnloadableExport(first[:300]) from exc
     round_weights(native, dtype)
     max_diff, diff_sum, count = 0.0, 0.0, 0
     losses = {"olmo_core": 0.0, "hf": 0.0}
