@@ -65,6 +65,9 @@ def configure(tree: Path, module: str, tests: list[str]) -> None:
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q", "-m", "not gpu"]\n'
         'also_copy = ["conf", "train.py", "data", "bench", "scripts"]\n'
+        # A mutant that loops (a bound off by one in a while) is a kill after 3x the clean
+        # run's time, not after mutmut's default 15x (a quarter of an hour per such mutant here).
+        "timeout_multiplier = 3.0\n"
     )
     pyproject.write_text(text)
 
