@@ -301,3 +301,46 @@ def test_every_model_and_schedule_composes(model, schedule):
     assert p.num_non_embedding_params > 0
     assert p.batch_size_tokens % 8192 == 0
     assert p.period_ends[-1] == p.duration_tokens
+
+
+def test_next_power_of_two_is_the_smallest_power_at_or_above():
+    assert [chinchilla.next_power_of_two(x) for x in (-3, 0, 1, 2, 3, 4, 5, 1000, 1024)] == [
+        1, 1, 1, 2, 4, 4, 8, 1024, 1024,
+    ]  # fmt: skip
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@pytest.mark.parametrize("dp", [1, 2, 3, 8])
+@pytest.mark.parametrize("seq", [1, 7, 512, 4096])
+@pytest.mark.parametrize("target", [1, 1000, 4096, 100_003, 2**20])
+def test_plan_batch_is_the_least_whole_batch_at_or_above_the_target(target, seq, dp):
+    """What every run's batch rests on: never below the target, whole sequences split evenly
+    over ranks and micro-batches, the largest power-of-two micro-batch that fits, and no more
+    rounding up than one sequence per rank."""
+    cap = 16_384
+    b = chinchilla.plan_batch(target, seq, dp, max_micro_batch_tokens=cap)
+    assert b.tokens == b.instances * seq and b.tokens >= target
+    per_rank = b.instances // dp
+    assert b.instances == per_rank * dp and per_rank == _ceil_div(_ceil_div(target, seq), dp)
+    micro = b.micro_batch_instances
+    assert micro & (micro - 1) == 0 and per_rank % micro == 0
+    assert micro <= max(1, cap // seq)
+    bigger = micro * 2
+    assert bigger > max(1, cap // seq) or bigger > per_rank or per_rank % bigger
+    assert b.grad_accum_steps * micro == per_rank and b.target_tokens == target
+    # an explicit micro-batch: the batch rounds up to whole (ranks x micro-batch) units
+    e = chinchilla.plan_batch(target, seq, dp, micro_batch_instances=3)
+    unit = dp * 3
+    assert e.instances % unit == 0 and e.instances - unit < _ceil_div(target, seq) <= e.instances
+    assert e.micro_batch_instances == 3 and e.grad_accum_steps == e.instances // unit
+
+
+@pytest.mark.parametrize("args", [(0, 512, 1), (1024, 0, 1), (1024, 512, 0), (-1, 512, 1)])
+def test_plan_batch_refuses_non_positive_inputs(args):
+    with pytest.raises(ValueError, match="must be positive"):
+        chinchilla.plan_batch(*args)
+    with pytest.raises(ValueError, match="at least one sequence"):
+        chinchilla.plan_batch(1024, 512, 1, micro_batch_instances=0)
