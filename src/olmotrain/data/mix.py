@@ -19,7 +19,7 @@ import numpy as np
 
 from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig, SourceSchema
 from olmotrain.data.remote.localize import check_streamed, remote_files
-from olmotrain.data.remote.store import Unreachable
+from olmotrain.data.remote.store import Unreachable, checked
 from olmotrain.data.tokens import (
     check_token_files,
     expand,
@@ -57,7 +57,7 @@ def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceRepo
     report.remote = any(is_remote(p) for p in patterns)
     try:
         local = [p for p in patterns if not is_remote(p)]
-        remote = [p for p in patterns if is_remote(p) and not p.startswith("gs://")]
+        remote = [p for p in patterns if checked(p)]
         sizes.update({f.url: f.size for f in remote_files(remote)})
         sizes.update({f: Path(f).stat().st_size for f in expand(local)})
     except Unreachable as exc:
@@ -66,8 +66,9 @@ def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceRepo
     except UserError as exc:
         report.problem = str(exc)
         return report
-    report.files = len(sizes) + sum(p.startswith("gs://") for p in patterns)
-    if any(p.startswith("gs://") for p in patterns):
+    unchecked = [p for p in patterns if is_remote(p) and not checked(p)]
+    report.files = len(sizes) + len(unchecked)
+    if unchecked:
         return report  # sizes of gs:// files are olmo-core's to find
     if not sizes:
         report.problem = f"no files match {', '.join(patterns)}"

@@ -45,17 +45,13 @@ def token_dtype(vocab_size: int) -> np.dtype:
 def expand(patterns: list[str]) -> list[str]:
     """Globs expanded (sorted, de-duplicated): local ones on disk, remote ones by listing
     the store (:mod:`olmotrain.data.remote.store`); a plain remote path is kept as it is."""
+    from olmotrain.data.remote.store import checked, has_wildcard
     from olmotrain.data.remote.store import glob as remote_glob
-    from olmotrain.data.remote.store import has_wildcard
 
     out: dict[str, None] = {}
     for p in patterns:
         if is_remote(p):
-            found = (
-                [f.url for f in remote_glob(p)]
-                if has_wildcard(p) and not p.startswith("gs://")
-                else [p]
-            )
+            found = [f.url for f in remote_glob(p)] if has_wildcard(p) and checked(p) else [p]
         else:
             found = sorted(glob.glob(p))
         out.update(dict.fromkeys(found))

@@ -27,7 +27,7 @@ from olmotrain.config.schema import RunConfig
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.export.native import load_native_model, model_config, text_sequences
-from olmotrain.export.parity import UnloadableExport, check_parity
+from olmotrain.export.parity import Parity, UnloadableExport, check_parity
 from olmotrain.model.build import hf_unrepresentable
 from olmotrain.paths import move_aside
 
@@ -146,16 +146,7 @@ def export_hf(
                     validate=False,  # random ids, 60 tokens: ours below uses the run's text
                 )
         converted_s = time.perf_counter() - started
-        native = load_native_model(config, checkpoint)
-        ids, text = text_sequences(config, sequences, config.train.sequence_length)
-        try:
-            parity = check_parity(native, staging, ids, text, config.tokenizer.vocab_size, dtype)
-        except UnloadableExport as exc:
-            raise UserError(
-                f"export parity FAILED: the converted model does not load in transformers "
-                f"({exc}); nothing was written to {output}",
-                exit_code=EXIT_PARITY,
-            ) from None
+        parity = checked_parity(config, checkpoint, staging, sequences, dtype, output)
         report = {
             "run": run,
             "step": step,
@@ -168,14 +159,6 @@ def export_hf(
             "convert_seconds": round(converted_s, 3),
             "seconds": round(time.perf_counter() - started, 3),
         }
-        if not parity.passed:
-            raise UserError(
-                f"export parity FAILED: max |delta logit| {parity.max_abs_logit_diff:.3g} > "
-                f"{parity.tolerance:g} on {parity.sequences} {text} sequences of "
-                f"{parity.sequence_length} tokens (losses {parity.loss_olmo_core:.5f} vs "
-                f"{parity.loss_hf:.5f}); nothing was written to {output}",
-                exit_code=EXIT_PARITY,
-            )
         (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         if output.exists():
             if any(output.iterdir()):
@@ -186,3 +169,28 @@ def export_hf(
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def checked_parity(
+    config: RunConfig, checkpoint: Path, hf_dir: Path, sequences: int, dtype: str, output: Path
+) -> Parity:
+    """The parity of the converted ``hf_dir`` with ``checkpoint`` on the run's own text; a
+    directory that does not load in transformers, or computes another function, is refused
+    (``UserError``, exit 1): the one place an export fails its check."""
+    native = load_native_model(config, checkpoint)
+    ids, text = text_sequences(config, sequences, config.train.sequence_length)
+    try:
+        parity = check_parity(native, hf_dir, ids, text, config.tokenizer.vocab_size, dtype)
+    except UnloadableExport as exc:
+        why = f"the converted model does not load in transformers ({exc})"
+    else:
+        if parity.passed:
+            return parity
+        why = (
+            f"max |delta logit| {parity.max_abs_logit_diff:.3g} > {parity.tolerance:g} on "
+            f"{parity.sequences} {text} sequences of {parity.sequence_length} tokens (losses "
+            f"{parity.loss_olmo_core:.5f} vs {parity.loss_hf:.5f})"
+        )
+    raise UserError(
+        f"export parity FAILED: {why}; nothing was written to {output}", exit_code=EXIT_PARITY
+    )

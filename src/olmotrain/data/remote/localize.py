@@ -135,7 +135,7 @@ def check_streamed(
     """The checks of remote files olmo-core will stream (see the module docstring)."""
     dtype = token_dtype(tok.vocab_size)
     for name, patterns in pattern_sets:
-        remote = [p for p in patterns if is_remote(p) and not p.startswith("gs://")]
+        remote = [p for p in patterns if store.checked(p)]
         if not remote:
             continue
         files = remote_files(remote)

@@ -65,6 +65,12 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
+def checked(path: str) -> bool:
+    """Whether olmotrain looks at ``path`` itself (S3-like and HTTP stores); other remote
+    schemes (``gs://``) are olmo-core's alone."""
+    return scheme_of(path) in S3_SCHEMES + HTTP_SCHEMES if "://" in path else False
+
+
 def has_wildcard(path: str) -> bool:
     return bool(_WILDCARD.search(path))
 
