@@ -25,14 +25,12 @@ from dataclasses import dataclass
 
 from olmotrain.errors import UserError
 
-PEAK_FLOPS = {"h100": 989.5e12, "h200": 989.5e12, "a100": 312e12}
 DEVICE_PEAKS = (
     # (a substring of torch.cuda.get_device_name(), dense BF16 FLOP/s), most specific first
     ("H100 NVL", 835.5e12),
     ("H100 PCIe", 756.5e12),
     ("H200", 989.5e12),
     ("H100", 989.5e12),
-    ("GH200", 989.5e12),
     ("B200", 2.25e15),
     ("B300", 2.25e15),
     ("A100", 312e12),
@@ -40,6 +38,8 @@ DEVICE_PEAKS = (
 )
 """Vendor dense BF16 peaks by device name: what MFU is measured against (olmo-core 3.0.0's
 speed monitor takes an H200, or any device it does not know, for an A100: 312 TFLOP/s)."""
+PEAK_FLOPS = {kind: dict(DEVICE_PEAKS)[kind.upper()] for kind in ("h100", "h200", "a100")}
+"""The same peaks by ``cluster.device_type``, for the time estimate."""
 DEVICE_MEMORY = {"h100": 80 * 10**9, "h200": 141 * 10**9, "a100": 80 * 10**9}
 CPU_FLOPS_PER_CORE = 3.5e10
 DEFAULT_GPU_MFU = 0.4

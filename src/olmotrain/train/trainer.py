@@ -270,6 +270,17 @@ def _base_trainer_config(
     )
 
 
+def log_attention_kernel(c: RunConfig, model_config: Any, device: str) -> None:
+    """On a GPU with PyTorch SDPA, the kernel torch dispatches to for the model's head size."""
+    if device != "cuda" or attention_backend(c.model.attn_backend, device) != "torch":
+        return
+    from olmotrain.model.attention_probe import sdpa_kernel
+
+    attn = model_config.block.sequence_mixer
+    head_dim = attn.head_dim or model_config.d_model // attn.n_heads
+    log.info("attention: PyTorch SDPA, %s kernel", sdpa_kernel(device, head_dim))
+
+
 def speed_monitor(c: RunConfig) -> Any:
     """olmo-core's speed monitor with the device's real peak (its own table reads an H200, and
     every device it does not know, as an A100: MFU 3.2x too high there)."""
@@ -282,13 +293,6 @@ def speed_monitor(c: RunConfig) -> Any:
         return SpeedMonitorCallback()  # no peak on CPU: no MFU, as olmo-core does
     peak, source = device_peak_flops(torch.cuda.get_device_name())
     log.info("MFU against %s", source)
-    if attention_backend(c.model.attn_backend, "cuda") == "torch":
-        from olmotrain.model.attention_probe import sdpa_kernel
-
-        model = transformer_config(c.model, c.tokenizer.vocab_size)
-        attn = model.block.sequence_mixer
-        head_dim = attn.head_dim or model.d_model // attn.n_heads  # type: ignore[attr-defined]
-        log.info("attention: PyTorch SDPA, %s kernel", sdpa_kernel("cuda", head_dim))
     # olmo-core measures MFU only in half precision; without a peak it takes an A100's.
     return SpeedMonitorCallback(device_peak_flops_per_second=int(peak) if peak else None)
 
@@ -352,6 +356,7 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
     c = localized(c)  # remote files: their cached copies (filled at start-up, no network)
     with environment(c) as device:
         configs = train_module_config(c, plan, device)
+        log_attention_kernel(c, configs[0], device)
         train_module = build_train_module(c, plan, device, configs)
         tokenizer = olmo_tokenizer_config(c.tokenizer)
         work_dir = str(run.path / "work")
