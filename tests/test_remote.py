@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -119,8 +120,15 @@ def test_http_and_local_sources_mix(corpus, embedded_data, tmp_path):
 
 
 def _error(*args: str, env: dict[str, str]) -> tuple[str, float]:
-    start = time.perf_counter()
-    result = train_main(*RUN, *args, "output_root=/nonexistent-never-written", env=env)
+    # A fresh data root, as on a fresh clone: nothing cached that could hide a download.
+    with tempfile.TemporaryDirectory(prefix="olmotrain-data-") as root:
+        start = time.perf_counter()
+        result = train_main(
+            *RUN,
+            *args,
+            "output_root=/nonexistent-never-written",
+            env={**env, "OLMOTRAIN_DATA_ROOT": root},
+        )
     return assert_one_line_error(result), time.perf_counter() - start
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig, SourceSchema
-from olmotrain.data.remote.localize import check_streamed, remote_files
+from olmotrain.data.remote.localize import check_streamed, localized, remote_files
 from olmotrain.data.remote.store import Unreachable, checked
 from olmotrain.data.tokens import (
     check_token_files,
@@ -261,34 +261,61 @@ def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> li
     return plans
 
 
+def check_files_found(data: DataSchema, report: DataReport, *, unverified: bool = True) -> None:
+    """Raises ``UserError`` for the first file the report found missing, malformed or (with
+    ``unverified``) on a store that could not be reached."""
+    rows = [*report.sources, *report.eval]
+    files = [f"{r.name}: {r.problem}" for r in rows if r.problem]
+    files += [f"{r.name}: {r.unverified}" for r in rows if r.unverified and unverified]
+    if files:
+        hint = "; run `make data`" if data.builder else ""
+        raise UserError(f"data '{data.name}': {files[0]}{hint}")
+
+
+def _check_mix(data: DataSchema, report: DataReport) -> None:
+    if report.problems:
+        hint = ""
+        if data.builder == "embedded":
+            hint = "; for a short CPU run on it use experiment=cpu_demo (what `make train` runs)"
+        raise UserError(f"data '{data.name}': {report.problems[0]}{hint}")
+
+
 def check_data(
     config: RunConfig, duration_tokens: int, report: DataReport | None = None
 ) -> CheckedData:
     """Every start-up check of the run's data; returns its report (see :func:`data_report`).
 
     Raises ``UserError`` for the first problem: missing or malformed files, a mix that cannot be
-    met, ids outside the vocabulary, data of another tokenizer.
+    met, ids outside the vocabulary, data of another tokenizer. What needs no download is checked
+    before any remote file is copied into the cache (a typo costs no transfer); the copies, when
+    the run reads them, are then checked whole.
     """
     data, tok = config.data, config.tokenizer
     report = report or data_report(data, tok.vocab_size, duration_tokens)
-    files = [f"{r.name}: {r.problem}" for r in [*report.sources, *report.eval] if r.problem]
-    files += [f"{r.name}: {r.unverified}" for r in [*report.sources, *report.eval] if r.unverified]
-    if files:
-        hint = "; run `make data`" if data.builder else ""
-        raise UserError(f"data '{data.name}': {files[0]}{hint}")
+    # With data.cache, a store out of reach is left to the cache: a filled one needs no network.
+    check_files_found(data, report, unverified=data.cache is None)
     # The files' tokenizer before what they can supply: token counts depend on it.
     pattern_sets = [(s.name, s.paths) for s in data.sources] + list((data.eval or {}).items())
     hashes, notes = check_token_files(
         tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
     )
     # Files olmo-core will stream (no data.cache): a bounded sample of each, and the document
-    # metadata a mixture of remote files needs.
-    check_streamed(tok, pattern_sets, needs_metadata=report.mix == "ratios")
-    if report.problems:
-        hint = ""
-        if data.builder == "embedded":
-            hint = "; for a short CPU run on it use experiment=cpu_demo (what `make train` runs)"
-        raise UserError(f"data '{data.name}': {report.problems[0]}{hint}")
+    # metadata a mixture of remote files needs. Held-out files are always read from copies.
+    if data.cache is None:
+        streamed = [(s.name, s.paths) for s in data.sources]
+        check_streamed(tok, streamed, needs_metadata=report.mix == "ratios")
+    if not any(r.unverified for r in [*report.sources, *report.eval]):
+        _check_mix(data, report)
+    local = localized(config)  # remote files copied into the cache, if the run reads copies
+    if local is not config:
+        report = data_report(local.data, tok.vocab_size, duration_tokens)
+        pattern_sets = [(s.name, s.paths) for s in local.data.sources]
+        pattern_sets += list((local.data.eval or {}).items())
+        hashes, notes = check_token_files(
+            tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
+        )
+    check_files_found(data, report)
+    _check_mix(data, report)
     return CheckedData(report, hashes, notes)
 
 

@@ -127,9 +127,7 @@ def check_token_files(
     if tok.path and os.path.exists(tok.path):
         run_sha = hashlib.sha256(Path(tok.path).read_bytes()).hexdigest()
     for name, patterns in pattern_sets:
-        for path in expand(patterns):
-            if is_remote(path):
-                continue
+        for path in expand([p for p in patterns if not is_remote(p)]):  # no listing of stores
             manifest = _token_file_manifest(path)
             key = json.dumps(manifest["tokenizer"], sort_keys=True) if manifest else None
             if key is not None and key not in seen_manifests:

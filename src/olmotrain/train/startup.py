@@ -21,7 +21,6 @@ from olmotrain.config.naming import train_again_hint
 from olmotrain.config.schema import RunConfig
 from olmotrain.data.embedded import build_embedded
 from olmotrain.data.mix import CheckedData, check_data
-from olmotrain.data.remote.localize import localized
 from olmotrain.data.tokenizer import local_tokenizer_file
 from olmotrain.errors import UserError
 from olmotrain.model.parallel import attention_backend, check_devices, check_parallel, device_type
@@ -95,16 +94,14 @@ def print_plan(
 
 
 def ensure_data(config: RunConfig, plan: Plan) -> CheckedData:
-    """The run's data, checked; the embedded dataset is built first when files are missing."""
+    """The run's data, checked (remote files copied into the cache in between, if the run reads
+    copies); the embedded dataset is built first when files are missing."""
     data, report = config.data, plan.data
     if data.builder == "embedded" and any(r.problem for r in [*report.sources, *report.eval]):
         check_writable(Path(str(data.root)), f"data_root={config.data_root}")
         build_embedded(Path(str(data.root)), config.tokenizer.name)
         report = None  # the files are new: the plan's report of them is not
-    local = localized(config)  # remote files copied into the cache, if the run reads copies
-    if local is not config:
-        report = None  # the copies are local files: their report is made afresh
-    return check_data(local, plan.duration_tokens, report)
+    return check_data(config, plan.duration_tokens, report)
 
 
 def check_evaluation(config: RunConfig) -> None:
