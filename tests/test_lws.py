@@ -328,11 +328,6 @@ def test_without_lws_nothing_changes():
     assert base.block_overrides is None  # the input config is not modified
 
 
-def test_layer_shape_is_frozen():
-    with pytest.raises(AttributeError):
-        LayerShape(1, 1, 16, 256, 1.0).n_heads = 2  # type: ignore[misc]
-
-
 # ---------------------------------------------------------------------------------------------
 # Bad input: one readable UserError line naming the problem and the fix
 

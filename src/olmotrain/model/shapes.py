@@ -54,7 +54,7 @@ def problem(s: AttentionShape) -> str | None:
             f"model.lws.qkv_scalars sizes query widths from model.d_model={s.d_model}, which "
             f"must equal model.n_heads * model.head_dim = {s.n_heads} * {s.head_dim}"
         )
-    if s.head_dim < 1 or (s.rope and not _even_at_least_2(s.head_dim)):
+    if not _head_ok(s, s.head_dim):
         where = (
             f"head_dim = d_model // n_heads = {s.d_model} // {s.n_heads} = {s.head_dim}"
             if s.head_dim_derived
@@ -72,8 +72,9 @@ def check_attention_shape(s: AttentionShape) -> None:
     what = problem(s)
     if what is None:
         return
+    # Every shape has a fix (tests/test_shapes.py checks it over a grid of shapes).
     fixes = [" ".join(f"model.{k}={v}" for k, v in fix.items()) for fix in shape_fixes(s)]
-    raise UserError(f"{what}; set {' or '.join(fixes)}" if fixes else what)
+    raise UserError(f"{what}; set {' or '.join(fixes)}")
 
 
 def shape_fixes(s: AttentionShape) -> list[dict[str, int]]:
@@ -86,15 +87,16 @@ def shape_fixes(s: AttentionShape) -> list[dict[str, int]]:
 def _candidates(s: AttentionShape) -> list[dict[str, int]]:
     """Override sets to try, nearest to ``s`` first (unchecked)."""
     if s.sized_from_d_model:
-        # n_heads * head_dim = d_model: every even divisor of d_model is a head size.
-        pairs = [(s.d_model // hd, hd) for hd in range(2, s.d_model + 1, 2) if s.d_model % hd == 0]
+        # n_heads * head_dim = d_model: every divisor of d_model that is a valid head size.
+        sizes = [hd for hd in range(1, s.d_model + 1) if s.d_model % hd == 0 and _head_ok(s, hd)]
+        pairs = [(s.d_model // hd, hd) for hd in sizes]
         if not pairs:  # an odd d_model has no even divisor: widen it to n_heads even heads
             even = max(2, s.head_dim + s.head_dim % 2)
-            return [{"d_model": s.n_heads * even, "head_dim": even}]
+            return [_with_kv(s, s.n_heads, {"d_model": s.n_heads * even, "head_dim": even})]
         pairs.sort(key=lambda p: (abs(p[0] - s.n_heads), -p[1]))
         return [_with_kv(s, h, {"n_heads": h, "head_dim": hd}) for h, hd in pairs]
     fixes = []
-    if _even_at_least_2(s.head_dim) or (not s.rope and s.head_dim >= 1):
+    if _head_ok(s, s.head_dim):
         fixes.append({})
     else:
         if s.head_dim_derived:
@@ -133,6 +135,11 @@ def _with_kv(s: AttentionShape, n_heads: int, fix: dict[str, int]) -> dict[str, 
 
 def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+def _head_ok(s: AttentionShape, head_dim: int) -> bool:
+    """A head size ``s``'s attention can use: even and at least 2 under RoPE, else positive."""
+    return _even_at_least_2(head_dim) if s.rope else head_dim >= 1
 
 
 def _even_at_least_2(x: int) -> bool:
