@@ -10,7 +10,6 @@ import pytest
 from conftest import ENGLISH_HELD_OUT, assert_one_line_error, module_main, run_module
 
 from olmotrain.config.compose import compose, resolve
-from olmotrain.ladder.decide import decision_accuracy
 from olmotrain.plan import derive_plan
 
 # DataDecide's Table 2 "model size" column (arXiv 2504.11393): non-embedding parameters with the
@@ -82,25 +81,6 @@ def test_fit_recovers_a_known_law_and_predicts_the_held_out_size(tmp_path):
         holdout = fit["holdout"]
         assert holdout["size"] == "s4" and abs(holdout["rel_error"]) < 0.01
         assert holdout["actual"] == pytest.approx(a * (6 * 6.4e7 * 20 * 6.4e7) ** -alpha + e)
-
-
-def test_decision_accuracy_on_hand_made_orderings():
-    target = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}  # lower is better: a > b > c > d
-    assert decision_accuracy({"a": 1, "b": 2, "c": 3, "d": 4}, target, higher=False) == 1.0
-    assert decision_accuracy({"a": 4, "b": 3, "c": 2, "d": 1}, target, higher=False) == 0.0
-    # one swapped pair (c, d) of six
-    assert decision_accuracy(
-        {"a": 1, "b": 2, "c": 4, "d": 3}, target, higher=False
-    ) == pytest.approx(5 / 6)
-    # a tie at the small size counts half; a tie at the target is left out
-    assert decision_accuracy(
-        {"a": 1, "b": 1, "c": 3, "d": 4}, target, higher=False
-    ) == pytest.approx(5.5 / 6)
-    tied_target = {"a": 1.0, "b": 1.0, "c": 3.0}
-    assert decision_accuracy({"a": 2, "b": 1, "c": 3}, tied_target, higher=False) == 1.0
-    assert decision_accuracy({"a": 1, "b": 2}, {"a": 1.0, "b": 1.0}, higher=False) is None
-    # higher is better reads the same orderings the other way round
-    assert decision_accuracy({"a": 4, "b": 3}, {"a": 2.0, "b": 1.0}, higher=True) == 1.0
 
 
 def test_decide_ranks_and_scores_every_smaller_size(tmp_path):

@@ -17,6 +17,7 @@ re-measuring every run's score with its measured noise (:data:`REPS` times).
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,10 @@ REPS = 2000
 """Re-measurements behind each decision-accuracy interval."""
 
 
-def decision_accuracy(
-    small: dict[str, float], target: dict[str, float], higher: bool
-) -> float | None:
+def decision_accuracy(small: dict[str, float], target: dict[str, float]) -> float | None:
     """Share of mix pairs ordered alike at ``small`` and ``target`` (see the module docstring);
-    ``None`` when every pair is tied at the target (or there is one mix)."""
+    ``None`` when every pair is tied at the target (or there is one mix). Whether higher is
+    better does not matter: an ordering agrees or it does not."""
     agree = counted = 0.0
     for a, b in itertools.combinations(sorted(set(small) & set(target)), 2):
         truth = np.sign(target[a] - target[b])
@@ -108,9 +108,7 @@ def decide(
     )
     flops = runs.groupby("size")["flops"].mean()
     for size in order[:-1]:
-        out["decision_accuracy"][size] = seed_averaged_accuracy(
-            runs, size, mean[target].to_dict(), higher
-        )
+        out["decision_accuracy"][size] = seed_averaged_accuracy(runs, size, mean[target].to_dict())
         out["decision_accuracy_interval"][size] = accuracy_interval(
             runs, noise, size, target, confidence
         )
@@ -130,14 +128,12 @@ def _with_columns(runs: Any, frame: Any) -> Any:
     return runs
 
 
-def seed_averaged_accuracy(
-    runs: Any, size: str, target: dict[str, float], higher: bool
-) -> float | None:
+def seed_averaged_accuracy(runs: Any, size: str, target: dict[str, float]) -> float | None:
     """``size``'s decision accuracy: each seed's ordering scored, averaged over seeds."""
     scores = []
     for _, seed_rows in runs[runs["size"] == size].groupby("seed"):
         score = decision_accuracy(
-            dict(zip(seed_rows["mix"], seed_rows["value"], strict=True)), target, higher
+            dict(zip(seed_rows["mix"], seed_rows["value"], strict=True)), target
         )
         if score is not None:
             scores.append(score)
@@ -177,20 +173,28 @@ def accuracy_interval(
     t = redraws(scores, noise, target, mixes, REPS, rng)
     if s is None or t is None:
         return None
-    truth = np.nanmean(t, axis=2)  # (reps, mixes): the seed-averaged target, as decide does
+    truth = _finite_mean(t, axis=2)  # (reps, mixes): the seed-averaged target, as decide does
     agree = np.zeros(s.shape[::2])  # (reps, seeds)
     counted = np.zeros(s.shape[::2])
     for i, j in itertools.combinations(range(len(mixes)), 2):
         sign = np.sign(truth[:, i] - truth[:, j])[:, None]
         guess = np.sign(s[:, i, :] - s[:, j, :])
-        valid = (sign != 0) & np.isfinite(guess)
+        # A pair counts where the target orders it (a mix the target lacks has a NaN truth,
+        # and the point accuracy leaves it out too) and the small size has both runs.
+        valid = np.isfinite(sign) & (sign != 0) & np.isfinite(guess)
         agree += np.where(valid, np.where(guess == 0, 0.5, guess == sign), 0.0)
         counted += valid
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_seed = np.where(counted > 0, agree / counted, np.nan)
-        samples = np.nanmean(per_seed, axis=1)
-    lo, hi = percentile_interval(samples, level)
+    per_seed = np.where(counted > 0, agree / np.maximum(counted, 1), np.nan)  # (reps, seeds)
+    lo, hi = percentile_interval(_finite_mean(per_seed, axis=1), level)
     return None if np.isnan(lo) else [lo, hi]
+
+
+def _finite_mean(x: np.ndarray, axis: int) -> np.ndarray:
+    """The mean of the finite values along ``axis``; NaN where there are none (a mix the
+    target lacks, a seed without a pair), without numpy's warning for it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
 
 
 def _predicted(
@@ -209,5 +213,5 @@ def _predicted(
     return {
         "values": predicted,
         "ranking": ranking(predicted, higher),
-        "decision_accuracy": decision_accuracy(predicted, target, higher),
+        "decision_accuracy": decision_accuracy(predicted, target),
     }

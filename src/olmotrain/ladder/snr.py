@@ -62,7 +62,7 @@ def metric_snr(frame: Any, metric: str, order: list[str], smooth: int) -> dict[s
     if sizes:
         target = mean[sizes[-1]].to_dict()
         for size in sizes[:-1]:
-            out["decision_accuracy"][size] = seed_averaged_accuracy(runs, size, target, higher)
+            out["decision_accuracy"][size] = seed_averaged_accuracy(runs, size, target)
         out["ranking"] = ranking(target, higher)  # type: ignore[assignment]
     return out
 
