@@ -10,14 +10,14 @@ is asked for within its ``max_repetition_ratio``.
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig, SourceSchema
+from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig
+from olmotrain.data.ratios import mix_plan, mixed_sources
 from olmotrain.data.remote.localize import check_streamed, localized, remote_files
 from olmotrain.data.remote.store import Unreachable, checked
 from olmotrain.data.tokens import (
@@ -28,8 +28,6 @@ from olmotrain.data.tokens import (
     token_dtype,
 )
 from olmotrain.errors import UserError
-
-RATIO_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -132,7 +130,7 @@ def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> Data
     train = [source_report(s.name, s.paths, vocab_size) for s in data.sources]
     held_out = [source_report(n, p, vocab_size) for n, p in (data.eval or {}).items()]
     problems = [f"{r.name}: {r.problem}" for r in train + held_out if r.problem]
-    mix = mix_plan(data, train, duration_tokens)
+    mix = mix_plan(data, [r.tokens for r in train], duration_tokens)
     problems += [
         f"{r.name}: {m['fit_problem']}"
         for r, m in zip(train, mix, strict=True)
@@ -150,115 +148,6 @@ def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> Data
         note=note,
         proxy_for_tokens=data.proxy_for_tokens,
     )
-
-
-def mixed_sources(data: DataSchema, duration_tokens: int | None = None) -> list[SourceSchema]:
-    """The sources as the run mixes them: ``data.ratios`` in place of their ratios and, for a
-    repetition-matched proxy (``data.proxy_for_tokens``, with ``duration_tokens``), each
-    source's ``max_source_fraction`` scaled by this run's share of the larger run."""
-    sources = list(data.sources)
-    if data.ratios is not None:
-        sources = _with_ratios(data, sources)
-    proxy = data.proxy_for_tokens
-    if proxy is not None:
-        if not proxy > 0:
-            raise UserError(f"data.proxy_for_tokens={proxy} must be a positive number of tokens")
-        if any(s.ratio is None for s in sources):
-            raise UserError(
-                f"data '{data.name}': data.proxy_for_tokens needs a ratio per source "
-                "(data.ratios={...} or sources[].ratio); a natural mix repeats every source alike"
-            )
-        if duration_tokens is not None:
-            share = min(1.0, duration_tokens / proxy)
-            sources = [
-                replace(s, max_source_fraction=s.max_source_fraction * share) for s in sources
-            ]
-    return sources
-
-
-def _with_ratios(data: DataSchema, sources: list[SourceSchema]) -> list[SourceSchema]:
-    given = data.ratios
-    names = [s.name for s in sources]
-    if not isinstance(given, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in given.values()
-    ):
-        raise UserError(
-            f"data.ratios={given} must map every source to a number, e.g. "
-            f"data.ratios={{{', '.join(f'{n}: {1 / len(names):.2g}' for n in names)}}}"
-        )
-    for key in given:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"its sources are {', '.join(names)}"
-            raise UserError(f"data.ratios: '{key}' is not a source of data '{data.name}'; {hint}")
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise UserError(
-            f"data.ratios gives no ratio for {', '.join(missing)}; give every source of data "
-            f"'{data.name}' a ratio ({', '.join(names)})"
-        )
-    return [replace(s, ratio=float(given[s.name])) for s in sources]
-
-
-def mix_plan(data: DataSchema, reports: list[SourceReport], duration: int) -> list[dict[str, Any]]:
-    """Per source: ratio, requested tokens, implied repetition, and whether it fits its limits.
-
-    In a natural mix each source's share is what it holds, so a run longer than the data repeats
-    every source alike; ``max_repetition_ratio`` bounds that too.
-    """
-    sources = mixed_sources(data, duration)
-    ratios = [s.ratio for s in sources]
-    if any(r is None for r in ratios) and any(r is not None for r in ratios):
-        missing = ", ".join(s.name for s in sources if s.ratio is None)
-        raise UserError(
-            f"data '{data.name}': give every source a ratio, or none (natural mix); missing: {missing}"
-        )
-    natural = not ratios or ratios[0] is None
-    if not natural:
-        if any(r < 0 for r in ratios):
-            listed = ", ".join(f"{s.name}={s.ratio}" for s in sources)
-            raise UserError(f"data '{data.name}': ratios must be >= 0 (got {listed})")
-        total = sum(ratios)
-        if abs(total - 1) > RATIO_TOLERANCE:
-            listed = " + ".join(f"{s.name} {s.ratio:g}" for s in sources)
-            raise UserError(
-                f"data '{data.name}': source ratios add up to {total:g} ({listed}), not 1; fix data.sources[].ratio"
-            )
-    else:
-        known = [r.tokens for r in reports]
-        total = sum(known) if all(k is not None for k in known) else None
-        ratios = [k / total if total else None for k in known]
-    plans = []
-    for source, report, ratio in zip(sources, reports, ratios, strict=True):
-        for key in ("max_repetition_ratio", "max_source_fraction"):
-            if not getattr(source, key) > 0:
-                raise UserError(
-                    f"data source {source.name}: {key}={getattr(source, key)} must be > 0"
-                )
-        entry: dict[str, Any] = {
-            "ratio": ratio,
-            "requested_tokens": None,
-            "repetition": None,
-            "fits": None,
-        }
-        if ratio is not None:
-            entry["requested_tokens"] = int(duration * ratio)
-        if ratio is not None and report.tokens:
-            usable = report.tokens * source.max_source_fraction
-            entry["repetition"] = entry["requested_tokens"] / usable
-            entry["fits"] = entry["repetition"] <= source.max_repetition_ratio
-            if not entry["fits"]:
-                fix = (
-                    "shorten the run (chinchilla_multiple or train.max_steps), add data, or raise its max_repetition_ratio"
-                    if natural
-                    else "raise max_repetition_ratio, lower its ratio, or shorten the run"
-                )
-                entry["fit_problem"] = (
-                    f"needs {entry['requested_tokens']:,} tokens but has {int(usable):,} usable, a repetition of "
-                    f"{entry['repetition']:.2f}x above its max_repetition_ratio {source.max_repetition_ratio:g}; {fix}"
-                )
-        plans.append(entry)
-    return plans
 
 
 def check_files_found(data: DataSchema, report: DataReport, *, unverified: bool = True) -> None:
