@@ -14,7 +14,8 @@ import pytest
 from olmotrain import chinchilla
 from olmotrain.config.compose import compose, group_options, resolve
 from olmotrain.errors import UserError
-from olmotrain.plan import Plan, derive, derive_plan
+from olmotrain.plan import Plan, derive_plan
+from olmotrain.plan import schedule as plan_schedule
 
 # N = num_non_embedding_params with the gpt-neox-olmo vocabulary padded to 50,304.
 N_30M = 16_290_048
@@ -271,20 +272,20 @@ def test_checkpoints_sit_at_olmo_core_wsds_decay_start_and_end():
 
 def test_the_plans_parts_directly():
     config = resolve(compose(["model=olmo2_30m", *REAL_DATA]))
-    assert derive.plan_batch(config, N_30M).tokens == 131072
+    assert plan_schedule.plan_batch(config, N_30M).tokens == 131072
     config.train.global_batch_size, config.train.sequence_length = 1000, 512
-    assert derive.plan_batch(config, N_30M).tokens == 1024  # whole sequences, rounded up
-    assert derive.adam_betas(config.train, 131072) == [0.9, 0.99]
+    assert plan_schedule.plan_batch(config, N_30M).tokens == 1024  # whole sequences, rounded up
+    assert plan_schedule.adam_betas(config.train, 131072) == [0.9, 0.99]
     assert chinchilla.checkpoint_points([100, 300], [0.5, 1.0], 10, 0.1)[
         2
     ] == chinchilla.Checkpoint(280, 28, "period 2 1xC pre-decay")
     for bad in (0, -1.5):
         config.chinchilla_multiple = bad
         with pytest.raises(UserError, match="chinchilla_multiple"):
-            derive.duration_tokens(config, N_30M, 131072)
+            plan_schedule.duration_tokens(config, N_30M, 131072)
     config.chinchilla_multiple, config.train.decay_fraction = 1.0, 0.7
     with pytest.raises(UserError, match="decay_fraction"):
-        derive.schedule(config, N_30M)
+        plan_schedule.schedule(config, N_30M)
 
 
 # Every model with the default schedule, and every schedule with one model: a schedule group sets
@@ -344,3 +345,74 @@ def test_plan_batch_refuses_non_positive_inputs(args):
         chinchilla.plan_batch(*args)
     with pytest.raises(ValueError, match="at least one sequence"):
         chinchilla.plan_batch(1024, 512, 1, micro_batch_instances=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# WSD-S periods and checkpoints at numbers worked out by hand (n = 1,000: 1xC = 20,000 tokens)
+
+
+def test_wsds_periods_double_until_the_duration():
+    n, batch, duration = 1_000, 1_000, 80_000  # 4xC
+    multiples = chinchilla.period_multiples(duration, n, batch)
+    assert multiples == [0.5, 1, 2, 4.0]
+    ends = chinchilla.period_ends(duration, multiples, n, batch)
+    assert ends == [10_000, 20_000, 40_000, 80_000]
+    assert chinchilla.period_lengths(ends) == [10_000, 10_000, 20_000, 40_000]
+    # the last period's label: the duration's own multiple, or the one given
+    assert chinchilla.period_multiples(90_000, n, batch)[-1] == 4.5
+    assert chinchilla.period_multiples(90_000, n, batch, final_multiple=4)[-1] == 4
+    assert chinchilla.period_multiples(90_000, n, batch, tokens_per_param=10)[-2:] == [8, 9.0]
+    # shorter than half a Chinchilla: one period, the whole run
+    assert chinchilla.period_multiples(5_000, n, batch) == [0.25]
+    assert chinchilla.period_ends(5_000, [0.25], n, batch) == [5_000]
+
+
+def test_wsds_periods_whose_rounded_end_does_not_advance_are_skipped():
+    # batch 15,000: 0.5xC and 1xC both round to one batch; 2xC to 3 batches, 4xC to 5
+    multiples = chinchilla.period_multiples(90_000, 1_000, 15_000)
+    assert multiples == [0.5, 2, 4, 4.5]
+    ends = chinchilla.period_ends(90_000, multiples, 1_000, 15_000)
+    assert ends == [15_000, 45_000, 75_000, 90_000]
+
+
+def test_checkpoints_are_each_periods_decay_start_and_end():
+    ends, multiples = [10_000, 20_000, 40_000, 80_000], [0.5, 1, 2, 4.0]
+    points = chinchilla.checkpoint_points(ends, multiples, 1_000)  # decay: 10% of each period
+    assert [(p.tokens, p.step, p.label) for p in points] == [
+        (9_000, 9, "period 1 0.5xC pre-decay"), (10_000, 10, "period 1 0.5xC end"),
+        (19_000, 19, "period 2 1xC pre-decay"), (20_000, 20, "period 2 1xC end"),
+        (38_000, 38, "period 3 2xC pre-decay"), (40_000, 40, "period 3 2xC end"),
+        (76_000, 76, "period 4 4xC pre-decay"), (80_000, 80, "period 4 4xC end"),
+    ]  # fmt: skip
+    # a decay start inside a step: the last whole step before it
+    odd = chinchilla.checkpoint_points([9_000], [0.45], 1_000, decay_fraction=0.25)
+    assert [(p.tokens, p.step) for p in odd] == [(6_750, 6), (9_000, 9)]
+
+
+@pytest.mark.parametrize(
+    ("c", "text"), [(0.5, "0.5"), (1.0, "1"), (2.5, "2.5"), (0.125, "0.125"), (1 / 3, "0.3333")]
+)
+def test_multiples_are_written_without_trailing_zeros(c, text):
+    assert chinchilla.format_multiple(c) == text
+
+
+def test_duration_and_warmup_by_hand():
+    # 20 x 1,000 x 4 = 80,000 tokens; 80,000 / 3,000 = 26.7 batches -> 27
+    assert chinchilla.duration_tokens(1_000, 4, 3_000) == 81_000
+    assert chinchilla.duration_tokens(1_000, 4, 3_000, tokens_per_param=10) == 39_000
+    assert chinchilla.duration_tokens(1_000, 4, 3_000, max_steps=5) == 15_000
+    assert chinchilla.duration_tokens(1_000, 0.01, 3_000) == 3_000  # at least one batch
+    assert chinchilla.chinchilla_tokens(1_000, 0.5) == 10_000
+    assert chinchilla.chinchilla_tokens(333, 1.0, 20.5) == 6_826  # truncated, as olmo-core
+    assert chinchilla.warmup_tokens(1_000, 80_000) == 1_000  # n tokens
+    assert chinchilla.warmup_tokens(1_000, 10_000) == 500  # capped at 5% of the run
+    assert chinchilla.warmup_tokens(1_000, 10_010) == 500  # 500.5 rounds to even
+
+
+def test_plan_batch_defaults_are_one_rank_and_16k_token_micro_batches():
+    b = chinchilla.plan_batch(65_536, 2_048)
+    assert (b.instances, b.micro_batch_instances, b.grad_accum_steps) == (32, 8, 4)
+    assert (
+        chinchilla.plan_batch(65_536, 2_048, max_micro_batch_tokens=4_096).micro_batch_instances
+        == 2
+    )

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from olmotrain import chinchilla
-from olmotrain.chinchilla import BatchPlan, Checkpoint
-from olmotrain.config.schema import RunConfig, TrainSchema
+from olmotrain.chinchilla import Checkpoint
+from olmotrain.config.schema import RunConfig
 from olmotrain.data.mix import data_report
 from olmotrain.errors import UserError
 from olmotrain.eval.schedule import final_steps
@@ -37,9 +36,6 @@ from olmotrain.model.parallel import (
     cuda_available,
     parallel_name,
 )
-from olmotrain.model.parallel import (
-    max_micro_batch_tokens as device_micro_batch_tokens,
-)
 from olmotrain.plan import throughput
 from olmotrain.plan.cost import (
     CPU_FLOPS_PER_CORE,
@@ -55,25 +51,8 @@ from olmotrain.plan.cost import (
 )
 from olmotrain.plan.memory import MemoryEstimate, MemoryFit, fit_advice, memory_estimate
 from olmotrain.plan.plan import Evaluation, Plan
+from olmotrain.plan.schedule import Schedule, schedule
 from olmotrain.plan.short_run import short_run_warning
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The Chinchilla part of a plan: how long, how fast, and where the periods end."""
-
-    batch: BatchPlan
-    lr: float
-    betas: list[float]
-    duration_tokens: int
-    warmup_tokens: int
-    period_multiples: list[float]
-    period_ends: list[int]
-    checkpoints: list[Checkpoint]
-
-    @property
-    def max_steps(self) -> int:
-        return self.duration_tokens // self.batch.tokens
 
 
 def _memory_warning(memory: Any, fit: Any, device_type: str) -> list[str]:
@@ -163,118 +142,6 @@ def derive_plan(c: RunConfig, calibrate: bool | None = None) -> Plan:
         origins=_origins(c),
         warnings=warnings,
     )
-
-
-def schedule(c: RunConfig, n: int) -> Schedule:
-    """The Chinchilla math for ``c`` with ``n`` non-embedding parameters, settings applied."""
-    t = c.train
-    batch = plan_batch(c, n)
-    duration = duration_tokens(c, n, batch.tokens)
-    final = None if t.max_steps is not None else float(c.chinchilla_multiple)
-    multiples = chinchilla.period_multiples(duration, n, batch.tokens, t.tokens_per_param, final)
-    ends = chinchilla.period_ends(duration, multiples, n, batch.tokens, t.tokens_per_param)
-    if not 0 < t.decay_fraction < 0.5:
-        raise UserError(f"train.decay_fraction={t.decay_fraction} must be in (0, 0.5)")
-    return Schedule(
-        batch=batch,
-        lr=peak_lr(t, n),
-        betas=adam_betas(t, batch.tokens),
-        duration_tokens=duration,
-        warmup_tokens=warmup_tokens(c, n, duration, batch.tokens),
-        period_multiples=multiples,
-        period_ends=ends,
-        checkpoints=chinchilla.checkpoint_points(ends, multiples, batch.tokens, t.decay_fraction),
-    )
-
-
-def plan_batch(c: RunConfig, n: int) -> BatchPlan:
-    """The global batch: ``train.global_batch_size`` or the law's, in whole sequences that split
-    evenly over the data-parallel ranks and micro-batches the device holds."""
-    t, devices = c.train, c.cluster.devices
-    if t.global_batch_size is not None and t.global_batch_size < 1:
-        raise UserError(
-            f"train.global_batch_size={t.global_batch_size} must be a positive number of tokens "
-            "(or null for the Chinchilla batch)"
-        )
-    if t.sequence_length < 1:
-        raise UserError(f"train.sequence_length={t.sequence_length} must be positive")
-    if t.micro_batch_size is not None and t.micro_batch_size < 1:
-        raise UserError(
-            f"train.micro_batch_size={t.micro_batch_size} must be at least 1 sequence "
-            "(or null for automatic)"
-        )
-    if devices < 1:
-        raise UserError(f"cluster.devices={devices} must be at least 1")
-    target = t.global_batch_size or chinchilla.target_batch_tokens(n)
-    micro_tokens = device_micro_batch_tokens(n, c.cluster.device)
-    return chinchilla.plan_batch(
-        target, t.sequence_length, devices, t.micro_batch_size, micro_tokens
-    )
-
-
-def peak_lr(t: TrainSchema, n: int) -> float:
-    """``train.lr`` when set, else the law's; times ``train.lr_multiplier`` either way."""
-    if t.lr_multiplier <= 0:
-        raise UserError(f"train.lr_multiplier={t.lr_multiplier} must be > 0")
-    if t.lr is not None:
-        if not t.lr > 0:
-            raise UserError(f"train.lr={t.lr} must be > 0 (or null for the Chinchilla law)")
-        return float(t.lr) * t.lr_multiplier
-    return float(chinchilla.peak_lr(n, t.lr_multiplier))
-
-
-def adam_betas(t: TrainSchema, batch_tokens: int) -> list[float]:
-    """``train.betas`` when set, else the law's for this batch."""
-    if t.betas is None:
-        return list(chinchilla.betas(batch_tokens))
-    values = list(t.betas)
-    if len(values) != 2 or not all(0 <= float(b) < 1 for b in values):
-        raise UserError(
-            f"train.betas={values} must be two numbers in [0, 1), e.g. train.betas=[0.9,0.95]"
-        )
-    return [float(b) for b in values]
-
-
-def duration_tokens(c: RunConfig, n: int, batch_tokens: int) -> int:
-    """Training length in whole batches: ``train.max_steps``, else the Chinchilla multiple."""
-    t, multiple = c.train, c.chinchilla_multiple
-    if not multiple > 0:
-        raise UserError(
-            f"chinchilla_multiple={multiple} must be > 0 (e.g. chinchilla_multiple=1 for "
-            "Chinchilla-optimal)"
-        )
-    if not t.tokens_per_param > 0:
-        raise UserError(
-            f"train.tokens_per_param={t.tokens_per_param} must be > 0 (the Chinchilla value is 20)"
-        )
-    if t.max_steps is not None and t.max_steps < 1:
-        raise UserError(
-            f"train.max_steps={t.max_steps} must be at least 1 (or null for the Chinchilla duration)"
-        )
-    return chinchilla.duration_tokens(n, multiple, batch_tokens, t.tokens_per_param, t.max_steps)
-
-
-def warmup_tokens(c: RunConfig, n: int, duration: int, batch_tokens: int) -> int:
-    """``train.warmup_steps`` (x batch) or ``train.warmup_tokens`` when set, else the schedule's
-    ``warmup_fraction`` of the run (whole steps), else the law's."""
-    t, fraction = c.train, c.schedule.warmup_fraction
-    for key, value in (("warmup_steps", t.warmup_steps), ("warmup_tokens", t.warmup_tokens)):
-        if value is not None and value < 0:
-            raise UserError(f"train.{key}={value} must be >= 0 (or null for the Chinchilla law)")
-    if t.warmup_steps is None and t.warmup_tokens is None:
-        if fraction is None:
-            return chinchilla.warmup_tokens(n, duration)
-        if not 0 <= fraction < 1:
-            raise UserError(f"schedule.warmup_fraction={fraction} must be in [0, 1)")
-        return max(1, round(fraction * duration / batch_tokens)) * batch_tokens
-    key = "warmup_steps" if t.warmup_steps is not None else "warmup_tokens"
-    explicit = t.warmup_steps * batch_tokens if t.warmup_steps is not None else t.warmup_tokens
-    if explicit >= duration:
-        raise UserError(
-            f"train.{key}: warmup of {explicit:,} tokens is not shorter than the run "
-            f"({duration:,} tokens); lower it"
-        )
-    return int(explicit)
 
 
 def evaluation(c: RunConfig, checkpoints: list[Checkpoint], max_steps: int) -> Evaluation:
@@ -450,7 +317,7 @@ def _warnings(c: RunConfig, n: int, s: Schedule, model_cfg: Any) -> list[str]:
                 f"exceed the first period ({first:,}); raise train.tokens_per_param or use "
                 "schedule=cosine"
             )
-    if (short := short_run_warning(c, n, s, schedule)) is not None:
+    if (short := short_run_warning(c, n, s)) is not None:
         warnings.append(short)
     if (lws := lws_effect_warning(model_cfg, c.model)) is not None:
         warnings.append(lws)

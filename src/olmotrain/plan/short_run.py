@@ -3,7 +3,7 @@
 A 7-step WSD-S run decays for less than a step, so its pre-decay and end checkpoints are the
 same weights (duplicate rows in a ladder) and its warmup is a fraction of a step. Such a run
 trains, but its numbers mean little; the plan says so in one warning line. The schedule math is
-:func:`olmotrain.plan.derive.schedule`'s (Chinchilla): the fixes are found by running that same
+:func:`olmotrain.plan.schedule.schedule`'s (Chinchilla): the fixes are found by running that same
 math on a longer run or a smaller batch until no problem is left.
 """
 
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from olmotrain import chinchilla
 from olmotrain.config.schema import RunConfig
 from olmotrain.errors import UserError
-
-Schedule = Any
-"""A :class:`olmotrain.plan.derive.Schedule` (not imported: derive imports this module)."""
+from olmotrain.plan.schedule import Schedule, schedule
 
 MIN_PHASE_STEPS = 3
 """Warmup and each decay shorter than this many optimizer steps are too short to mean anything."""
@@ -31,7 +28,7 @@ MAX_MULTIPLE_FACTOR = 10_000
 
 
 def short_run_problems(c: RunConfig, s: Schedule) -> list[str]:
-    """What makes the run of schedule ``s`` (a ``derive.Schedule`` of ``c``) too short, or ``[]``.
+    """What makes the run of schedule ``s`` (:func:`schedule` of ``c``) too short, or ``[]``.
 
     Checked: warmup below :data:`MIN_PHASE_STEPS` steps (only when the law or
     ``schedule.warmup_fraction`` sized it: an explicit warmup stays as asked), each decay of
@@ -60,14 +57,9 @@ def short_run_problems(c: RunConfig, s: Schedule) -> list[str]:
     return problems
 
 
-def short_run_warning(
-    c: RunConfig, n: int, s: Schedule, schedule: Callable[[RunConfig, int], Schedule]
-) -> str | None:
-    """One line when the run is too short for its schedule, with the settings that fix it.
-
-    ``schedule`` is :func:`olmotrain.plan.derive.schedule` (``schedule(c, n)``), passed in so
-    the fixes are checked with the plan's own math.
-    """
+def short_run_warning(c: RunConfig, n: int, s: Schedule) -> str | None:
+    """One line when the run is too short for its schedule, with the settings that fix it
+    (each checked with the plan's own math, :func:`schedule`)."""
     problems = short_run_problems(c, s)
     if not problems:
         return None
