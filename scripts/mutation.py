@@ -42,6 +42,25 @@ TARGETS = {
     "propose": ("src/olmotrain/mixture/propose.py", ["tests/test_propose.py"]),
 }
 EQUIVALENT: dict[str, str] = {
+    # chinchilla.py
+    "olmotrain.chinchilla.x_next_power_of_two__mutmut_1": "x < 1, x <= 1 and x < 2 all return "
+    "1 for x = 1, the power of two at or above it",
+    "olmotrain.chinchilla.x_next_power_of_two__mutmut_2": "as next_power_of_two__mutmut_1",
+    "olmotrain.chinchilla.x_period_lengths__mutmut_4": "[0] + ends[:-1] and ends have one "
+    "length: zip's strictness never acts",
+    "olmotrain.chinchilla.x_period_lengths__mutmut_7": "as period_lengths__mutmut_4",
+    "olmotrain.chinchilla.x_period_lengths__mutmut_12": "as period_lengths__mutmut_4",
+    "olmotrain.chinchilla.x_checkpoint_points__mutmut_10": "ends, their lengths and the "
+    "multiples are one per period by construction: zip's strictness never acts",
+    "olmotrain.chinchilla.x_checkpoint_points__mutmut_14": "as checkpoint_points__mutmut_10",
+    "olmotrain.chinchilla.x_checkpoint_points__mutmut_16": "as checkpoint_points__mutmut_10",
+    "olmotrain.chinchilla.x_period_multiples__mutmut_4": "a period's end is at least one batch "
+    "of at least one sequence; it is 1 token only for a 1-token batch and a model under 0.15 "
+    "parameters",
+    "olmotrain.chinchilla.x_plan_batch__mutmut_2": "the micro-batch is a power of two of "
+    "sequences at most cap: 16,384 // s and 16,385 // s have the same powers of two below them",
+    "olmotrain.chinchilla.x_plan_batch__mutmut_29": "micro * 2 is an integer: it is <= x exactly "
+    "when it is <= floor(x)",
     # model/shapes.py: _applied's shape is only asked whether it has a problem
     "olmotrain.model.shapes.x__applied__mutmut_38": "kv heads follow the new n_heads or stay: "
     "_with_kv already set any n_kv_heads that would not divide, so both divide",
@@ -72,6 +91,50 @@ EQUIVALENT: dict[str, str] = {
     "olmotrain.confidence.noise.x_detrended__mutmut_3": "steps are numbers (a run's evaluated "
     "steps, never missing): as ints or as floats the arithmetic agrees",
     "olmotrain.confidence.noise.x_detrended__mutmut_5": "as detrended__mutmut_3",
+    # data/ratios.py
+    "olmotrain.data.ratios.x__with_ratios__mutmut_21": "only the closest match is used: "
+    "get_close_matches puts it first whatever n is",
+    "olmotrain.data.ratios.x__with_ratios__mutmut_23": "as _with_ratios__mutmut_21",
+    "olmotrain.data.ratios.x_mix_plan__mutmut_35": "> or >= a tolerance of 1e-6: a float sum "
+    "exactly 1e-6 from 1 does not occur",
+    "olmotrain.data.ratios.x_mix_plan__mutmut_56": "the sources, their token counts and ratios "
+    "are lists of one length by construction: zip's strictness never acts",
+    "olmotrain.data.ratios.x_mix_plan__mutmut_60": "as mix_plan__mutmut_56",
+    "olmotrain.data.ratios.x_mix_plan__mutmut_61": "as mix_plan__mutmut_56",
+    # ladder/decide.py
+    "olmotrain.ladder.decide.x__finite_mean__mutmut_4": "no other warning arises in np.nanmean",
+    "olmotrain.ladder.decide.x__with_columns__mutmut_15": "merging on the common columns is "
+    "merging on the run and step: the two tables share exactly those",
+    "olmotrain.ladder.decide.x__with_columns__mutmut_18": "as _with_columns__mutmut_15",
+    "olmotrain.ladder.decide.x__with_columns__mutmut_19": "every run's last step is a row of the "
+    "frame it came from: an inner and a left merge agree",
+    "olmotrain.ladder.decide.x__with_columns__mutmut_29": "pandas reads a column of None as "
+    "missing, as it reads NaN: the same sizes, order and compute",
+    "olmotrain.ladder.decide.x_accuracy_interval__mutmut_10": "the interval's ends are "
+    "percentiles of a discrete statistic (a share of pairs) over 2,000 redraws, which pin them "
+    "whatever the seed",
+    "olmotrain.ladder.decide.x_accuracy_interval__mutmut_11": "as accuracy_interval__mutmut_10",
+    "olmotrain.ladder.decide.x_accuracy_interval__mutmut_16": "the mixes are the small size's "
+    "own: reindexing its table by them changes nothing",
+    "olmotrain.ladder.decide.x_accuracy_interval__mutmut_6": "a mix the small size lacks has NaN "
+    "scores there and counts in no pair, as a mix the target lacks counts in none",
+    "olmotrain.ladder.decide.x_seed_averaged_accuracy__mutmut_16": "mixes and values are two "
+    "columns of one table: zip's strictness never acts",
+    "olmotrain.ladder.decide.x_seed_averaged_accuracy__mutmut_19": "as seed_averaged__mutmut_16",
+    "olmotrain.ladder.decide.x_seed_averaged_accuracy__mutmut_24": "as seed_averaged__mutmut_16",
+    # plan/schedule.py
+    "olmotrain.plan.schedule.x_sampled_lrs__mutmut_37": "the scheduler carries the plan's "
+    "duration as its t_max, which wins over the one passed to get_lr",
+    # export/parity.py
+    "olmotrain.export.parity.x_check_parity__mutmut_4": "hf_dir is always a local directory: "
+    "transformers reads it without the hub whatever local_files_only says",
+    "olmotrain.export.parity.x_check_parity__mutmut_7": "as check_parity__mutmut_4",
+    "olmotrain.export.parity.x_check_parity__mutmut_8": "as check_parity__mutmut_4",
+    "olmotrain.export.parity.x_check_parity__mutmut_96": "count is the number of logits "
+    "compared, never below 2 (a sequence of a few tokens over the vocabulary)",
+    "olmotrain.export.parity.x_round_weights__mutmut_2": "rounding float32 weights to float32 "
+    "changes nothing, so skipping it or not agrees",
+    "olmotrain.export.parity.x_round_weights__mutmut_3": "as round_weights__mutmut_2",
     # confidence/bootstrap.py
     "olmotrain.confidence.bootstrap.x_bootstrap__mutmut_8": "rng.integers(n) draws from [0, n) "
     "as rng.integers(0, n) does, from the same stream",

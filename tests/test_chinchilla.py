@@ -416,3 +416,26 @@ def test_plan_batch_defaults_are_one_rank_and_16k_token_micro_batches():
         chinchilla.plan_batch(65_536, 2_048, max_micro_batch_tokens=4_096).micro_batch_instances
         == 2
     )
+
+
+def test_counts_are_integers_and_internal_misuse_is_named():
+    """Steps, sequences and micro-batches are whole numbers (the plan's JSON says 80, not 80.0)."""
+    points = chinchilla.checkpoint_points([10_000, 20_000], [0.5, 1.0], 1_000)
+    assert all(type(p.step) is int and type(p.tokens) is int for p in points)
+    b = chinchilla.plan_batch(8192 * 12, 8192, dp_size=3)
+    assert all(type(v) is int for v in (b.instances, b.micro_batch_instances, b.grad_accum_steps))
+    with pytest.raises(
+        ValueError, match="^batch, sequence length and data-parallel size must be positive$"
+    ):
+        chinchilla.plan_batch(0, 8192)
+    with pytest.raises(ValueError, match="^micro-batch must be at least one sequence$"):
+        chinchilla.plan_batch(8192, 8192, micro_batch_instances=0)
+
+
+def test_a_sequence_longer_than_the_micro_batch_budget_is_one_per_micro_batch():
+    b = chinchilla.plan_batch(4 * 32_768, 32_768, max_micro_batch_tokens=16_384)
+    assert (b.micro_batch_instances, b.grad_accum_steps) == (1, 4)
+
+
+def test_the_lr_multiplier_scales_the_law():
+    assert chinchilla.peak_lr(N_30M, 2.0) == pytest.approx(2 * chinchilla.peak_lr(N_30M))

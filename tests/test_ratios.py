@@ -155,3 +155,25 @@ def test_a_bad_proxy_is_one_line(sources, proxy, message):
     with pytest.raises(UserError) as info:
         mixed_sources(mix(*sources, proxy_for_tokens=proxy), duration_tokens=100)
     assert str(info.value).startswith(message)
+
+
+def test_every_missing_ratio_is_named():
+    with pytest.raises(UserError) as info:
+        mix_plan(mix(("a", 1.0), ("b", None), ("c", None)), [100] * 3, 10)
+    assert str(info.value).endswith("missing: b, c")
+    with pytest.raises(UserError) as info:
+        mixed_sources(mix(("a", None), ("b", None), ("c", None), ratios={"a": 1.0}))
+    assert str(info.value) == (
+        "data.ratios gives no ratio for b, c; give every source of data 'm' a ratio (a, b, c)"
+    )
+
+
+def test_a_proxy_of_any_positive_size_is_accepted():
+    data = mix(("a", 1.0), proxy_for_tokens=1.0)  # a run of one token: every source at full use
+    assert mixed_sources(data, duration_tokens=100)[0].max_source_fraction == 1.0
+    assert str(
+        pytest.raises(UserError, mixed_sources, mix(("a", None), proxy_for_tokens=5.0)).value
+    ) == (
+        "data 'm': data.proxy_for_tokens needs a ratio per source (data.ratios={...} or "
+        "sources[].ratio); a natural mix repeats every source alike"
+    )

@@ -9,6 +9,7 @@ import functools
 from types import SimpleNamespace
 
 import pytest
+from olmo_core.optim import SchedulerUnits
 
 from olmotrain import chinchilla
 from olmotrain.errors import UserError
@@ -213,3 +214,59 @@ def test_the_sampled_lrs_are_the_schedulers_at_every_step_and_checkpoint():
     assert by_step[3] == (3_000, pytest.approx(0.3))
     every = S.sampled_lrs(c, plan(), points=2_000)  # more points than steps: every step
     assert [s for s, _, _ in every] == list(range(101))
+
+
+def test_the_schedule_follows_the_plan_whatever_duration_the_caller_passes():
+    """The trainer passes its own t_max; the scheduler is fitted to the plan's duration."""
+    for name in ("cosine", "anneal"):
+        c = config()
+        c.schedule.name, c.schedule.alpha_f = name, 0.0
+        sched = S.scheduler(c, plan())
+        assert float(sched.get_lr(1.0, 100_000, 400_000)) == pytest.approx(0.0, abs=1e-9)
+        assert sched.units == SchedulerUnits.tokens
+
+
+def test_wsd_decays_over_the_plans_fraction_to_its_floor():
+    c = config()
+    c.schedule.name, c.schedule.decay_min_lr = "wsd", 0.2
+    sched = S.scheduler(c, plan(decay_fraction=0.2))  # decay over the last 20,000 tokens
+    assert float(sched.get_lr(1.0, 80_000, 100_000)) == pytest.approx(1.0)
+    assert float(sched.get_lr(1.0, 90_000, 100_000)) == pytest.approx(0.6)
+    assert float(sched.get_lr(1.0, 100_000, 100_000)) == pytest.approx(0.2)
+
+
+def test_periods_and_checkpoints_follow_tokens_per_param_and_decay_fraction():
+    s = S.schedule(config(tokens_per_param=10.0, decay_fraction=0.2), N)
+    # 1xC = 10 tokens per parameter: 10,000,000 tokens, 610 whole batches
+    assert s.duration_tokens == 610 * LAW_BATCH
+    assert s.period_ends == [305 * LAW_BATCH, 610 * LAW_BATCH]
+    first = s.checkpoints[0]  # 20% of the first period before its end
+    assert first.tokens == 305 * LAW_BATCH - round(0.2 * 305 * LAW_BATCH)
+    assert first.step == first.tokens // LAW_BATCH == 244
+    assert [ck.step for ck in s.checkpoints] == [244, 305, 549, 610]
+
+
+def test_the_micro_batch_is_sized_for_the_device():
+    cpu = S.plan_batch(config(global_batch_size=131_072), N)  # 256 sequences of 512
+    assert (cpu.micro_batch_instances, cpu.grad_accum_steps) == (32, 8)  # 16,384 tokens
+    c = config(global_batch_size=131_072)
+    c.cluster.device = "cuda"  # planned for a GPU (no GPU needed to plan)
+    gpu = S.plan_batch(c, N)
+    assert gpu.micro_batch_instances * 512 > 16_384
+
+
+@pytest.mark.parametrize(
+    "train",
+    [{"global_batch_size": 1}, {"sequence_length": 1}, {"micro_batch_size": 1}, {"max_steps": 1},
+     {"tokens_per_param": 0.5}],
+)  # fmt: skip
+def test_the_smallest_settings_are_accepted(train):
+    S.plan_batch(config(**train), N)
+    S.duration_tokens(config(**train), N, LAW_BATCH)
+
+
+def test_the_default_picture_samples_2000_points():
+    c = config()
+    c.schedule.name = "constant"
+    steps = [s for s, _, _ in S.sampled_lrs(c, plan(max_steps=10_000, checkpoints=[]))]
+    assert steps[:3] == [0, 5, 10] and steps[-1] == 10_000 and len(steps) == 2_001

@@ -188,6 +188,7 @@ def fit_chinchilla(n: Any, d: Any, loss: Any) -> Chinchilla:
 def final_points(frame: Any, metric: str) -> Any:
     """Per (mix, size): the final checkpoint's ``flops``, ``num_params`` and ``metric``, averaged
     over seeds (the rows of each point's largest step)."""
+    frame = frame.reset_index(drop=True)  # idxmax gives labels: make them unique positions
     last = frame.loc[frame.groupby(["mix", "size", "seed"])["step"].idxmax()]
     return (
         last.groupby(["mix", "size"], sort=False)
@@ -231,7 +232,7 @@ def check_metric(frame: Any, metric: str) -> None:
         "path",
         "same_as_step",
     }
-    columns = [c for c in frame.columns if c not in fixed]
+    columns = [c for c in frame.columns if c not in fixed and c != metric]
     close = difflib.get_close_matches(metric, columns, n=3, cutoff=0.4)
     hint = (
         f"did you mean {' or '.join(repr(c) for c in close)}?"
