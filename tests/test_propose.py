@@ -303,8 +303,8 @@ def test_the_gradient_is_one_batched_prediction():
         # values a hair below a grid point round up; the unit over comes off the smallest remainder
         ([0.69999999999995, 0.3000009999999], Constraints(("a", "b"), (1.0, 1.0)), 6, [0.7, 0.3]),
         ([0.7, 0.3, 0.0000009999999], FREE, 6, [0.7, 0.3, 0.0]),
-        # ... but never off a fixed weight, nor off the source at its cap (it has no room to give
-        # back into: its smallest remainder is web's, fixed, then code's, at its cap)
+        # ... but never off a fixed weight: web (fixed) has the smallest remainder, so code, at its
+        # cap, gives the unit back (a unit taken off needs no room under the cap)
         ([0.2999999, 0.4000009999999, 0.29999999999995], Constraints(S, (1.0, 0.400001, 1.0), {"web": 0.2999999}), 6, [0.2999999, 0.4, 0.3]),
     ],
 )  # fmt: skip
@@ -692,6 +692,20 @@ def test_an_accuracy_is_maximised():
     y = table.metrics[ACCURACY].to_numpy()
     assert p.best_run == {"run": table.runs[int(np.argmax(y))], "value": float(y.max())}
     assert p.interval[0] <= p.predicted <= p.interval[1]
+
+
+def test_trees_average_over_candidates_and_the_swarms_runs():
+    """With trees the runs themselves (predicted best where they were measured) join the pool
+    whose best candidates are averaged."""
+    table = loss_swarm()
+    p = propose_from_table(table, {LOSS: 1.0}, model="lightgbm", prior="uniform", candidates=200,
+                           reps=3)  # fmt: skip
+    R, Y, cw = table.weights, table.metrics[[LOSS]].to_numpy(), np.array([1.0])
+    fitted = fit("lightgbm", R, Y, cw)
+    w = propose(fitted, FREE, True, np.random.default_rng(0), 200, include=R)
+    assert p.proposal == dict(zip(S, w.tolist(), strict=True))
+    assert w.tolist() != propose(fitted, FREE, True, np.random.default_rng(0), 200).tolist()
+    assert p.interval == bootstrap_interval("lightgbm", R, Y, cw, w, 3, 0.95, 0, warm=fitted)
 
 
 def test_every_option_reaches_the_fit_the_search_and_the_interval():
