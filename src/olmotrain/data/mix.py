@@ -184,10 +184,7 @@ def check_data(
     # With data.cache, a store out of reach is left to the cache: a filled one needs no network.
     check_files_found(data, report, unverified=data.cache is None)
     # The files' tokenizer before what they can supply: token counts depend on it.
-    pattern_sets = [(s.name, s.paths) for s in data.sources] + list((data.eval or {}).items())
-    hashes, notes = check_token_files(
-        tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
-    )
+    hashes, notes = _token_checks(config, data)
     # Files olmo-core will stream (no data.cache): a bounded sample of each, and the document
     # metadata a mixture of remote files needs. Held-out files are always read from copies.
     if data.cache is None:
@@ -198,14 +195,17 @@ def check_data(
     local = localized(config)  # remote files copied into the cache, if the run reads copies
     if local is not config:
         report = data_report(local.data, tok.vocab_size, duration_tokens)
-        pattern_sets = [(s.name, s.paths) for s in local.data.sources]
-        pattern_sets += list((local.data.eval or {}).items())
-        hashes, notes = check_token_files(
-            tok, pattern_sets, Path(config.data_root) / ".cache" / "token_checks"
-        )
-    check_files_found(data, report)
-    _check_mix(data, report)
+        hashes, notes = _token_checks(config, local.data)
+        check_files_found(data, report)
+        _check_mix(data, report)
     return CheckedData(report, hashes, notes)
+
+
+def _token_checks(config: RunConfig, data: DataSchema) -> tuple[dict[str, str], list[str]]:
+    """:func:`check_token_files` over ``data``'s local training and held-out files."""
+    pattern_sets = [(s.name, s.paths) for s in data.sources] + list((data.eval or {}).items())
+    cache = Path(config.data_root) / ".cache" / "token_checks"
+    return check_token_files(config.tokenizer, pattern_sets, cache)
 
 
 def held_out_sets(data: DataSchema) -> dict[str, list[str]]:
