@@ -156,6 +156,19 @@ def test_fixed_weights_are_exact():
     assert abs(sum(p.proposal.values()) - 1) < 1e-12
 
 
+def test_every_weight_fixed_predicts_that_mix():
+    """Fixing every source asks what that one mix would score: it is the proposal, with its
+    prediction and interval."""
+    law = make_law(3, seed=3)
+    table, metric = swarm(law, 40, seed=13)
+    fixed = {"src0": 0.5, "src1": 0.3, "src2": 0.2}
+    p = propose_from_table(table, metric, prior="uniform", fixed=fixed, **FAST)
+    assert p.proposal == fixed and p.to_json()["proposal"] == fixed
+    lo, hi = p.interval
+    assert lo <= p.predicted <= hi
+    assert abs(p.predicted - float(law(np.array([0.5, 0.3, 0.2]))[0])) < 0.05 * law.span()
+
+
 def test_kl_weight_pulls_toward_the_prior():
     law = make_law(3, seed=3)
     table, metric = swarm(law, 40, seed=13)

@@ -256,10 +256,15 @@ class Proposal:
 
 def _tokens(n: float) -> str:
     """``2.1M``, ``62M``, ``1.5B``: token counts as people say them."""
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= size:
-            return f"{n / size:.2g}{suffix}" if n < 10 * size else f"{n / size:.0f}{suffix}"
-    return f"{n:g}"
+    units = ("", "K", "M", "B", "T")
+    k = 0
+    while k < len(units) - 1 and abs(n) >= 1000 ** (k + 1):
+        k += 1
+    x = n / 1000**k
+    text = f"{x:g}" if k == 0 else f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
+    if abs(float(text)) >= 1000 and k < len(units) - 1:  # 999,999 shows as 1M, not 1000K
+        return f"{'-' if n < 0 else ''}1{units[k + 1]}"
+    return text + units[k]
 
 
 def _check_names(option: str, names: Any, sources: list[str]) -> None:

@@ -57,7 +57,7 @@ def check_runs(num_runs: int, num_sources: int, folds: int = FOLDS) -> None:
     if num_runs < need:
         raise UserError(
             f"a fit of {num_sources} sources needs at least {need} runs (the log-linear law has "
-            f"{num_sources + 1} free parameters and {folds}-fold CV holds a fifth of the runs "
+            f"{num_sources + 1} free parameters and {folds}-fold CV holds 1/{folds} of the runs "
             f"out); got {num_runs}: run a larger swarm"
         )
 

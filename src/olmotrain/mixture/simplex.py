@@ -61,6 +61,8 @@ class Constraints:
         free = self.free()
         lo, _ = self.bounds()
         out = lo.copy()
+        if not free.any():  # every weight fixed: the one feasible mix
+            return out
         prior = np.asarray(self.prior, dtype=float)[free]
         prior = prior / prior.sum() if prior.sum() > 0 else np.full(len(prior), 1.0 / len(prior))
         out[free] = prior * (1.0 - lo.sum())
