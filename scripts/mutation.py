@@ -37,6 +37,7 @@ TARGETS = {
     "bootstrap": ("src/olmotrain/confidence/bootstrap.py", ["tests/test_confidence_math.py"]),
     "decide": ("src/olmotrain/ladder/decide.py", ["tests/test_decide.py"]),
     "ratios": ("src/olmotrain/data/ratios.py", ["tests/test_ratios.py"]),
+    "tokens": ("src/olmotrain/data/tokens.py", ["tests/test_token_checks.py"]),
     "parity": ("src/olmotrain/export/parity.py", ["tests/test_parity.py"]),
     "fit": ("src/olmotrain/ladder/fit.py", ["tests/test_fit.py"]),
     "propose": ("src/olmotrain/mixture/propose.py", ["tests/test_propose.py"]),
@@ -141,6 +142,180 @@ EQUIVALENT: dict[str, str] = {
     "olmotrain.confidence.bootstrap.x_bootstrap__mutmut_14": "None stored in a float array is NaN",
     "olmotrain.confidence.bootstrap.x_percentile_interval__mutmut_22": 'float("NAN") is NaN',
     "olmotrain.confidence.bootstrap.x_percentile_interval__mutmut_25": 'float("NAN") is NaN',
+    # mixture/propose.py
+    "olmotrain.mixture.propose.x__tokens__mutmut_18": "at exactly 1,000 of a unit the text reads "
+    "1000 and takes the next unit anyway",
+    "olmotrain.mixture.propose.x__tokens__mutmut_20": "a count in [1000^k, 1001^k) shows as "
+    "1000-1004 of the unit below, which rounds up to 1 of this one: the text it would have had",
+    "olmotrain.mixture.propose.x__tokens__mutmut_38": "at x = 10 two significant digits and no "
+    "decimals both read 10",
+    "olmotrain.mixture.propose.x__tokens__mutmut_39": "for x in [10, 11) two significant digits "
+    "are the integer rounding, as no decimals are",
+    "olmotrain.mixture.propose.x__tokens__mutmut_51": "only a count of at least ~999.5 rounds up: "
+    "n is never 0 there",
+    "olmotrain.mixture.propose.x__tokens__mutmut_52": "as _tokens__mutmut_51: n is never below 1 "
+    "there",
+    "olmotrain.mixture.propose.x__check_names__mutmut_10": "difflib's default n is 3",
+    "olmotrain.mixture.propose.x__kl__mutmut_14": "where a weight is 0 its term is 0 x log(1e-300 "
+    "/ q), a finite 0, either way",
+    "olmotrain.mixture.propose.x__scorer__mutmut_19": "with kl_weight 0 the penalty added is 0 x "
+    "a finite KL",
+    "olmotrain.mixture.propose.x__refine__mutmut_29": "adding v[0] / STEP to every partial "
+    "derivative adds a multiple of (1, ..., 1), which the constraint sum = mass absorbs: SLSQP "
+    "takes the same steps",
+    "olmotrain.mixture.propose.x__refine__mutmut_31": "subtracting v[1] rather than v[0] shifts "
+    "every partial derivative by one constant: as _refine__mutmut_29",
+    "olmotrain.mixture.propose.x__refine__mutmut_36": "with constraints and bounds scipy's "
+    "default method is SLSQP",
+    "olmotrain.mixture.propose.x__refine__mutmut_43": "as _refine__mutmut_36",
+    "olmotrain.mixture.propose.x__refine__mutmut_53": "scipy reads the method's name "
+    "case-insensitively",
+    "olmotrain.mixture.propose.x__refine__mutmut_65": "scipy reads a constraint's type "
+    "case-insensitively",
+    "olmotrain.mixture.propose.x__refine__mutmut_70": "without the constraint's exact Jacobian "
+    "SLSQP takes finite differences of a linear function: the same values",
+    "olmotrain.mixture.propose.x__refine__mutmut_71": "as _refine__mutmut_70",
+    "olmotrain.mixture.propose.x__refine__mutmut_76": "SLSQP converges in far fewer than 200 "
+    "iterations on these smooth laws",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_4": "the weights are float arrays "
+    "already (metric tables, proposals)",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_6": "as bootstrap_interval__mutmut_4",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_13": "as bootstrap_interval__mutmut_4 "
+    "(the objective's columns)",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_15": "as bootstrap_interval__mutmut_13",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_17": "numpy reads any negative size "
+    "in reshape as 'the rest'",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_21": "as bootstrap_interval__mutmut_4 "
+    "(the proposal)",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_23": "as bootstrap_interval__mutmut_21",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_32": "only the trees take a seed, and "
+    "they neither bag nor sample features (deterministic): every seed grows the same trees",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_37": "as bootstrap_interval__mutmut_32",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_43": "as bootstrap_interval__mutmut_32",
+    "olmotrain.mixture.propose.x_bootstrap_interval__mutmut_49": "as bootstrap_interval__mutmut_32",
+    "olmotrain.mixture.propose.x_candidate_mixes__mutmut_6": "Constraints fills a missing prior "
+    "with the uniform one",
+    "olmotrain.mixture.propose.x_candidate_mixes__mutmut_10": "as candidate_mixes__mutmut_6",
+    "olmotrain.mixture.propose.x_candidate_mixes__mutmut_12": "the draws use the anchor, which "
+    "normalises the prior: any constant prior is the uniform one",
+    "olmotrain.mixture.propose.x_candidate_mixes__mutmut_13": "as candidate_mixes__mutmut_12",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_79": "as bootstrap_interval__mutmut_32",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_84": "as bootstrap_interval__mutmut_32",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_108": "without the warm start the "
+    "interval fits the same model again (same runs, same seed): the same refits, only slower",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_117": "as "
+    "propose_from_table__mutmut_108",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_159": "sources and the proposal have "
+    "one entry per source: zip's strictness never acts",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_162": "as "
+    "propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_163": "as "
+    "propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_178": "as "
+    "propose_from_table__mutmut_159 (the prior)",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_181": "as "
+    "propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_182": "as "
+    "propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_189": "as "
+    "propose_from_table__mutmut_159 (the caps)",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_192": "as "
+    "propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x_propose_from_table__mutmut_193": "as "
+    "propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x__repetition__mutmut_4": "as propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x__repetition__mutmut_7": "as propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x__repetition__mutmut_8": "as propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_8": "the weights are float arrays already",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_10": "as round_feasible__mutmut_8",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_22": "a weight on (or a hair under) a "
+    "grid point floors one unit lower; its remainder, ~1, is the largest, so the unit comes back "
+    "to it",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_25": "a fixed source's cap is its weight, "
+    "and the loop never looks at a fixed source's room",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_26": "the loop never looks at a fixed "
+    "source's room",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_31": "as round_feasible__mutmut_26",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_45": "with nothing left the loop stops "
+    "before its first step",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_58": "numpy reads the sort kind "
+    "case-insensitively",
+    "olmotrain.mixture.propose.x_round_feasible__mutmut_68": "step is +1 or -1, never 0",
+    "olmotrain.mixture.propose.xǁProposalǁto_json__mutmut_32": "as "
+    "propose_from_table__mutmut_159 (the rounded proposal)",
+    "olmotrain.mixture.propose.xǁProposalǁto_json__mutmut_35": "as propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.xǁProposalǁto_json__mutmut_36": "as propose_from_table__mutmut_159",
+    "olmotrain.mixture.propose.xǁProposalǁto_json__mutmut_49": "_finite(None) is None",
+    # ladder/fit.py
+    "olmotrain.ladder.fit.x__holdout__mutmut_2": "with 3 sizes the fit without the largest has 2 "
+    "points and extrapolate returns None: the guard only saves that work",
+    "olmotrain.ladder.fit.x_check_metric__mutmut_39": "difflib's default n is 3",
+    "olmotrain.ladder.fit.x_extrapolate__mutmut_15": "final_points' other columns (mix, size, "
+    "num_params, flops) are in every collected row: only value can be missing",
+    "olmotrain.ladder.fit.x_fit_ladder__mutmut_33": "as extrapolate__mutmut_15",
+    "olmotrain.ladder.fit.x_final_points__mutmut_2": "keeping the old index as a column changes "
+    "no column that is aggregated",
+    "olmotrain.ladder.fit.x_final_points__mutmut_3": "as final_points__mutmut_2",
+    "olmotrain.ladder.fit.x_final_points__mutmut_22": "the points are sorted by mix and compute "
+    "right after: the groups' order does not survive",
+    "olmotrain.ladder.fit.x_final_points__mutmut_24": "as final_points__mutmut_22",
+    "olmotrain.ladder.fit.x_final_points__mutmut_29": "as final_points__mutmut_22",
+    "olmotrain.ladder.fit.x_fit_ladder__mutmut_26": "final_points sorted the rows by mix: first "
+    "appearance and sorted order agree",
+    "olmotrain.ladder.fit.x_fit_ladder__mutmut_28": "as fit_ladder__mutmut_26",
+    "olmotrain.ladder.fit.x_fit_ladder__mutmut_31": "as fit_ladder__mutmut_26",
+    "olmotrain.ladder.fit.x_task_loss_column__mutmut_6": "only the task ([0]) is used",
+    "olmotrain.ladder.fit.xǁSigmoidǁ__call____mutmut_10": "loss minus the float L0 is float "
+    "whatever the array's dtype",
+    "olmotrain.ladder.fit.xǁSigmoidǁ__call____mutmut_12": "as Sigmoid.__call____mutmut_10",
+    "olmotrain.ladder.fit.x_fit_chinchilla__mutmut_3": "integer arrays give the same logs and "
+    "minimum as float ones",
+    "olmotrain.ladder.fit.x_fit_chinchilla__mutmut_5": "as fit_chinchilla__mutmut_3",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_7": "as fit_chinchilla__mutmut_3",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_9": "as fit_chinchilla__mutmut_3",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_3": "as fit_chinchilla__mutmut_3 (ptp, median and "
+    "min of integers agree)",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_5": "as fit_sigmoid__mutmut_3",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_7": "as fit_sigmoid__mutmut_3",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_9": "as fit_sigmoid__mutmut_3",
+    "olmotrain.ladder.fit.x_fit_chinchilla__mutmut_56": "one evaluation more than 5,000: the fits "
+    "converge long before",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_64": "as fit_chinchilla__mutmut_56",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_115": "as fit_chinchilla__mutmut_56",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_118": "as fit_chinchilla__mutmut_56 (201 for a "
+    "warm refit)",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_42": "the clip only avoids an overflow warning: "
+    "exp of a large argument is inf and 1 / (1 + inf) is 0, the clipped value to double "
+    "precision; of a very negative one 0, and the share 1",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_43": "as fit_power_law__mutmut_42",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_51": "as fit_power_law__mutmut_42",
+    "olmotrain.ladder.fit.x_fit_power_law__mutmut_52": "as fit_power_law__mutmut_42",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_31": "a / (1 + e^50) is within 2e-22 of 0: "
+    "clipped at 50 or not (or at 51), the residuals agree to double precision",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_32": "as fit_sigmoid__mutmut_31",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_40": "as fit_sigmoid__mutmut_31",
+    "olmotrain.ladder.fit.x_fit_sigmoid__mutmut_41": "as fit_sigmoid__mutmut_31",
+    # mixture/propose.py (continued)
+    "olmotrain.mixture.propose.x__refine__mutmut_57": "the bounds are one per free source, from "
+    "two arrays of that length: zip's strictness never acts",
+    "olmotrain.mixture.propose.x__refine__mutmut_60": "as _refine__mutmut_57",
+    "olmotrain.mixture.propose.x__refine__mutmut_61": "as _refine__mutmut_57",
+    "olmotrain.mixture.propose.x_propose__mutmut_24": "numpy reads the sort kind "
+    "case-insensitively",
+    # data/tokens.py
+    "olmotrain.data.tokens.x_check_token_files__mutmut_6": "an empty digest is falsy as None is: "
+    "no digest to compare either way",
+    "olmotrain.data.tokens.x_check_token_files__mutmut_21": "a key with its fields in another "
+    "order only checks a tokenizer once more; the check's outcome is the same",
+    "olmotrain.data.tokens.x_check_token_files__mutmut_23": "as check_token_files__mutmut_21",
+    "olmotrain.data.tokens.x_check_token_files__mutmut_26": "as check_token_files__mutmut_21",
+    "olmotrain.data.tokens.x_check_token_files__mutmut_30": "as check_token_files__mutmut_21: "
+    "every manifest is checked every time",
+    "olmotrain.data.tokens.x_scan_token_file__mutmut_34": "an empty file reads no chunk: its "
+    "maximum (-1) and digest do not depend on the dtype",
+    "olmotrain.data.tokens.x_scan_token_file__mutmut_36": "as scan_token_file__mutmut_34",
+    "olmotrain.data.tokens.x_scored_targets__mutmut_16": "with no EOS at most one token is left, "
+    "and a document's first token is never scored",
 }
 """Mutant name -> why no result can change (kept out of the score). Names are mutmut's: they
 follow the order of mutations inside each function, so an edit to a function renumbers its
@@ -193,6 +368,11 @@ def results(tree: Path) -> dict[str, str]:
     return found
 
 
+def _prefix(module: str) -> str:
+    """mutmut's name prefix for the mutants of ``module`` (``olmotrain.ladder.fit.x``)."""
+    return module.removeprefix("src/").removesuffix(".py").replace("/", ".") + ".x"
+
+
 def run_target(name: str, keep: bool) -> dict:
     module, tests = TARGETS[name]
     start = time.perf_counter()
@@ -214,7 +394,12 @@ def run_target(name: str, keep: bool) -> dict:
             f"error: mutmut failed on {name} (exit {done.returncode}): {' '.join(tail)[:300]}; "
             f"see {base / 'mutmut.log'} (are the target's tests tracked by git?)"
         )
-    found = {m: s for m, s in results(tree).items() if m not in EQUIVALENT}
+    every = results(tree)
+    found = {m: s for m, s in every.items() if m not in EQUIVALENT}
+    listed = [m for m in EQUIVALENT if m.startswith(_prefix(module))]
+    # A listed mutant the tests kill is no equivalent; one not produced is a stale name (an
+    # edit renumbered the function's mutants): both mean the list needs a look.
+    stale = sorted(m for m in listed if every.get(m, "killed") in ("killed", "timeout"))
     killed = sum(s in ("killed", "timeout") for s in found.values())
     survivors = sorted(m for m, s in found.items() if s == "survived")
     score = killed / len(found) if found else None
@@ -222,6 +407,7 @@ def run_target(name: str, keep: bool) -> dict:
         shutil.rmtree(base, ignore_errors=True)
     return {
         "module": module, "mutants": len(found), "killed": killed, "score": score,
+        "equivalent": len(listed) - len(stale), "stale_equivalent": stale,
         "survivors": survivors, "seconds": round(time.perf_counter() - start, 1),
         "other": sorted({s for s in found.values()} - {"killed", "timeout", "survived"}),
         "scratch": str(tree) if keep else None,
@@ -244,9 +430,12 @@ def main() -> int:
         r = report[name] = run_target(name, args.keep)
         score = "-" if r["score"] is None else f"{r['score']:.1%}"
         print(f"{name:<12} {r['killed']:>4}/{r['mutants']:<4} killed  {score:>6}  "
-              f"({r['seconds']:.0f} s){'  ' + ' '.join(r['other']) if r['other'] else ''}")  # fmt: skip
+              f"(+{r['equivalent']} equivalent, {r['seconds']:.0f} s)"
+              f"{'  ' + ' '.join(r['other']) if r['other'] else ''}")  # fmt: skip
         for m in r["survivors"]:
             print(f"    survived: {m}")
+        for m in r["stale_equivalent"]:
+            print(f"    listed as equivalent but killed or not produced (check EQUIVALENT): {m}")
     if args.json:
         print(json.dumps(report))
     low = [n for n, r in report.items() if r["score"] is not None and r["score"] < GOAL]

@@ -6,12 +6,13 @@ point; which loss an accuracy is fitted through; and every refusal and warning w
 
 Pure calls on small hand-made tables (no training, no CLI). Compute is in small arbitrary units
 (the fit is in log space, so the unit only rescales A): the iterative fits converge several times
-faster there than on realistic FLOP counts, and each ladder is fitted once (``functools.cache``).
+faster there than on realistic FLOP counts. Each test fits its ladder itself, never from a cache:
+``make mutation`` runs only the tests that reach a mutated function, so a result cached by an
+earlier test would hide the mutant from every later one.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 
@@ -356,7 +357,6 @@ def loss_ladder() -> pd.DataFrame:
     ])  # fmt: skip
 
 
-@functools.cache
 def loss_result() -> dict:
     return fit_ladder(loss_ladder(), BPB)
 
@@ -458,7 +458,6 @@ def accuracy_ladder() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@functools.cache
 def accuracy_result() -> dict:
     return fit_ladder(accuracy_ladder(), ACC)
 

@@ -161,11 +161,13 @@ def scored_targets(
     """The token ids olmo-core's LM evaluator scores in one held-out file.
 
     It makes one instance per EOS-terminated document, truncated to ``sequence_length``, and
-    scores every token of an instance but the first.
+    scores every token of an instance but the first; tokens after the last EOS are no document
+    (olmo-core's ``iter_document_indices`` yields none for them).
     """
     ids = np.fromfile(path, dtype=dtype)
     ends = np.flatnonzero(ids == eos_token_id)
-    starts = np.concatenate([[0], ends[:-1] + 1]) if ends.size else np.array([0])
+    ids = ids[: ends[-1] + 1] if ends.size else ids[:0]
+    starts = np.concatenate([[0], ends[:-1] + 1])
     doc_start = np.repeat(starts, np.diff(np.concatenate([starts, [ids.size]])))
     pos = np.arange(ids.size) - doc_start
     return ids[(pos >= 1) & (pos < sequence_length)]

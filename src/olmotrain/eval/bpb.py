@@ -75,8 +75,9 @@ def heldout_bytes(
 ) -> tuple[int, int]:
     """``(scored targets, their UTF-8 bytes)`` of one held-out file; cached by file and tokenizer."""
     stat = os.stat(path)
+    # "v2": tokens after a file's last EOS stopped counting (olmo-core scores none of them)
     key = hashlib.sha256(
-        f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{sequence_length}|"
+        f"v2|{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{sequence_length}|"
         f"{eos_token_id}|{hashlib.sha256(byte_lengths.tobytes()).hexdigest()}".encode()
     ).hexdigest()
     cached = cache_dir / f"{key}.json"

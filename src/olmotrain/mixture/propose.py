@@ -104,18 +104,14 @@ def propose(
     swarm's own)."""
     score = _scorer(model, c, minimize)
     pool = candidate_mixes(c, rng, candidates, include)
-    values = score(pool)
-    order = np.argsort(values, kind="stable")
-    best, best_value = pool[order[0]], values[order[0]]
+    order = np.argsort(score(pool), kind="stable")
     if not model.smooth:
         return project(pool[order[:TOP_AVERAGED]].mean(axis=0), c)  # a mean of feasible mixes
+    tried = [pool[order[0]]]
     if c.free().any():
-        for start in pool[order[:REFINE]]:
-            w = _refine(score, start, c)
-            value = score(w)[0]
-            if value < best_value:
-                best, best_value = w, value
-    return project(best, c)
+        tried += [_refine(score, start, c) for start in pool[order[:REFINE]]]
+    # The first of the best: a refinement must beat the best candidate to replace it.
+    return project(tried[int(np.argmin(score(np.vstack(tried))))], c)
 
 
 def _refine(score: Any, start: np.ndarray, c: Constraints) -> np.ndarray:
