@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -184,8 +185,14 @@ def test_a_read_only_file_is_scanned_by_a_user_who_cannot_write_it():
                 )
             finally:
                 os._exit(code)
-        _, status = os.waitpid(child, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        deadline = time.monotonic() + 60  # a child forked from a threaded worker could hang
+        while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            pytest.fail("the scan as user nobody did not finish in 60 s")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
     finally:
         shutil.rmtree(where, ignore_errors=True)
 
