@@ -120,3 +120,37 @@ def http_server(root: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def s3_requests() -> Iterator[list[str]]:
+    """The request lines the S3 server answers meanwhile (``GET /corpus?list-type=2&prefix=...``):
+    werkzeug logs each one; kept here and not printed."""
+    import logging
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("werkzeug")
+    level, propagate, handler = logger.level, logger.propagate, Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def listed_prefixes(lines: list[str]) -> dict[str, int]:
+    """How many times each prefix was listed, from :func:`s3_requests`' lines."""
+    from collections import Counter
+    from urllib.parse import unquote
+
+    found = (re.search(r"[?&]prefix=([^& \"]*)", ln) for ln in lines if "list-type=2" in ln)
+    return dict(Counter(unquote(m.group(1)) for m in found if m))

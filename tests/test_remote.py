@@ -23,7 +23,7 @@ from conftest import (
     run_cli,
     train_main,
 )
-from stores import BUCKET, http_server, s3_server
+from stores import BUCKET, http_server, listed_prefixes, s3_requests, s3_server
 
 TOK = "s3://corpus/tok"
 MIX = (
@@ -66,8 +66,16 @@ def test_streamed_and_cached_runs_train_alike_and_the_cache_fills_once(corpus, t
     out = f"output_root={tmp_path / 'runs'}"
     cache = f"data.cache={tmp_path / 'cache'}"
     env = {**corpus.env, "OLMOTRAIN_DATA_ROOT": str(tmp_path / "data")}
-    streamed = run_cli(*RUN, MIX, out, "run_name=streamed", env=env)
+    with s3_requests() as requests:
+        streamed = run_cli(*RUN, MIX, out, "run_name=streamed", env=env)
     assert streamed.returncode == 0, streamed.stderr[-3000:]
+    # Each glob is listed by the plan, by the start-up checks (all of them share one listing)
+    # and by the dataset, not once per use; the held-out one by the plan and its copy.
+    assert listed_prefixes(requests) == {
+        "tok/python_code/train-": 3,
+        "tok/english_docs/train-": 3,
+        "tok/english_docs/eval-": 2,
+    }
     assert "held-out loss" in streamed.stdout and "50.0%" in streamed.stdout
     filled = run_cli(*RUN, MIX, out, cache, "run_name=cached", env=env)
     assert filled.returncode == 0, filled.stderr[-3000:]
@@ -313,3 +321,26 @@ def test_plans_take_remote_sizes_from_the_listing(corpus, tmp_path):
     )
     assert fetched.returncode == 0, fetched.stderr[-2000:]
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2  # one mix: fetched once
+
+
+def test_each_file_s_nearest_manifest_is_found_and_asked_for_once(corpus, tmp_path, monkeypatch):
+    """``manifests``: the nearest ``manifest.json`` above each file (a source's own dataset wins
+    over one further up), each URL probed once across the sources that share it."""
+    from olmotrain.data.remote.localize import manifests, remote_files
+
+    for name, value in corpus.env.items():
+        monkeypatch.setenv(name, value)
+    token_file, manifest = tmp_path / "x.npy", tmp_path / "manifest.json"
+    np.arange(4, dtype=np.uint16).tofile(token_file)
+    manifest.write_text('{"tokenizer": {"name": "embedded_bpe8k"}}')
+    for key in ("man/a/x.npy", "man/b/y.npy", "man/c/z.npy"):
+        corpus.upload(token_file, key)
+    for key in ("man/manifest.json", "man/b/manifest.json", "manifest.json"):
+        corpus.upload(manifest, key)
+    files = remote_files([f"s3://{BUCKET}/man/*/*.npy"])
+    probed: dict = {}
+    found = [m.url for m in manifests(files, probed)]
+    assert found == [f"s3://{BUCKET}/man/manifest.json", f"s3://{BUCKET}/man/b/manifest.json"]
+    with s3_requests() as requests:
+        again = [m.url for m in manifests(files, probed)]
+    assert again == found and requests == []  # nothing asked twice

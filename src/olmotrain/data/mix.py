@@ -10,7 +10,7 @@ is asked for within its ``max_repetition_ratio``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from olmotrain.config.schema import DataSchema, InstanceFilterSchema, RunConfig
 from olmotrain.data.ratios import mix_plan, mixed_sources
-from olmotrain.data.remote.localize import check_streamed, localized, remote_files
+from olmotrain.data.remote.localize import Listings, check_streamed, localized, remote_files
 from olmotrain.data.remote.store import Unreachable, checked
 from olmotrain.data.tokens import (
     check_token_files,
@@ -46,9 +46,11 @@ class SourceReport:
     goes on without their sizes, a run refuses to start."""
 
 
-def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceReport:
+def source_report(
+    name: str, patterns: list[str], vocab_size: int, seen: Listings | None = None
+) -> SourceReport:
     """Files and tokens of one source, from file sizes only (remote ones from the store's
-    listing or HEAD: nothing is downloaded)."""
+    listing or HEAD, or from ``seen``: nothing is downloaded)."""
     report = SourceReport(name=name, patterns=list(patterns))
     itemsize = token_dtype(vocab_size).itemsize
     sizes: dict[str, int] = {}
@@ -56,7 +58,7 @@ def source_report(name: str, patterns: list[str], vocab_size: int) -> SourceRepo
     try:
         local = [p for p in patterns if not is_remote(p)]
         remote = [p for p in patterns if checked(p)]
-        sizes.update({f.url: f.size for f in remote_files(remote)})
+        sizes.update({f.url: f.size for f in remote_files(remote, seen=seen)})
         sizes.update({f: Path(f).stat().st_size for f in expand(local)})
     except Unreachable as exc:
         report.unverified = str(exc)
@@ -120,15 +122,18 @@ class CheckedData:
     """What was noticed but is no error (said once training starts)."""
 
 
-def data_report(data: DataSchema, vocab_size: int, duration_tokens: int) -> DataReport:
+def data_report(
+    data: DataSchema, vocab_size: int, duration_tokens: int, seen: Listings | None = None
+) -> DataReport:
     """Per source: files, tokens, and what the mix asks of it. Data problems are listed, not raised.
+    ``seen``: what this start-up has listed already (see :data:`Listings`).
 
     Raises ``UserError`` only for a mix that cannot mean anything (ratios missing or not adding up).
     """
     instance_filter(data)
     held_out_sets(data)
-    train = [source_report(s.name, s.paths, vocab_size) for s in data.sources]
-    held_out = [source_report(n, p, vocab_size) for n, p in (data.eval or {}).items()]
+    train = [source_report(s.name, s.paths, vocab_size, seen) for s in data.sources]
+    held_out = [source_report(n, p, vocab_size, seen) for n, p in (data.eval or {}).items()]
     problems = [f"{r.name}: {r.problem}" for r in train + held_out if r.problem]
     mix = mix_plan(data, [r.tokens for r in train], duration_tokens)
     problems += [
@@ -180,7 +185,8 @@ def check_data(
     the run reads them, are then checked whole.
     """
     data, tok = config.data, config.tokenizer
-    report = report or data_report(data, tok.vocab_size, duration_tokens)
+    seen: Listings = {}  # each remote glob is listed once by all the checks below
+    report = report or data_report(data, tok.vocab_size, duration_tokens, seen)
     # With data.cache, a store out of reach is left to the cache: a filled one needs no network.
     check_files_found(data, report, unverified=data.cache is None)
     # The files' tokenizer before what they can supply: token counts depend on it.
@@ -189,12 +195,12 @@ def check_data(
     # metadata a mixture of remote files needs. Held-out files are always read from copies.
     if data.cache is None:
         streamed = [(s.name, s.paths) for s in data.sources]
-        check_streamed(tok, streamed, needs_metadata=report.mix == "ratios")
+        check_streamed(tok, streamed, needs_metadata=report.mix == "ratios", seen=seen)
     if not any(r.unverified for r in [*report.sources, *report.eval]):
         _check_mix(data, report)
     local = localized(config)  # remote files copied into the cache, if the run reads copies
     if local is not config:
-        report = data_report(local.data, tok.vocab_size, duration_tokens)
+        report = data_report(local.data, tok.vocab_size, duration_tokens, seen)
         hashes, notes = _token_checks(config, local.data)
         check_files_found(data, report)
         _check_mix(data, report)
@@ -246,6 +252,12 @@ def instance_filter(data: DataSchema) -> dict[str, int] | None:
             f"data.instance_filter {merged} needs 1 <= min_period <= max_period and max_count >= 2"
         )
     return merged
+
+
+def resolved(data: DataSchema) -> DataSchema:
+    """The mix with each training source's globs replaced by the files they name, listed once
+    here: what the dataset and the per-source token counts are built from."""
+    return replace(data, sources=[replace(s, paths=expand(s.paths)) for s in data.sources])
 
 
 def source_of_path(data: DataSchema) -> dict[str, str]:

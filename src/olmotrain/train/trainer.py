@@ -19,13 +19,13 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from olmotrain.config.compose import to_dict
 from olmotrain.config.schema import RunConfig
 from olmotrain.console import logs_to_stderr
-from olmotrain.data.mix import dataset_config, source_of_path
+from olmotrain.data.mix import dataset_config, resolved, source_of_path
 from olmotrain.data.remote.localize import localized
 from olmotrain.data.tokenizer import olmo_tokenizer_config
 from olmotrain.errors import UserError
@@ -360,11 +360,12 @@ def train(c: RunConfig, plan: Plan, run: RunDir, callbacks: dict[str, Any] | Non
         train_module = build_train_module(c, plan, device, configs)
         tokenizer = olmo_tokenizer_config(c.tokenizer)
         work_dir = str(run.path / "work")
+        listed = replace(c, data=resolved(c.data))  # the stores listed once, not per use
         data_config = dataset_config(
-            c, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
+            listed, plan.duration_tokens, plan.batch_size_tokens, tokenizer, work_dir
         )
         data_loader = build_data_loader(c, plan, train_module, data_config.build(), work_dir)
-        trainer = trainer_config(c, plan, run, callbacks).build(train_module, data_loader)
+        trainer = trainer_config(listed, plan, run, callbacks).build(train_module, data_loader)
         saver = trainer.callbacks["config_saver"]
         saver.config = checkpoint_config(c, configs, data_config)  # type: ignore[attr-defined]
         if get_rank() == 0:

@@ -34,23 +34,37 @@ MANIFEST_LEVELS = 2
 """How many prefixes above a token file may hold its dataset's ``manifest.json``."""
 
 
-def listings(patterns: list[str], cache: RemoteCache | None = None) -> dict[str, list[RemoteFile]]:
+Listings = dict[str, list[RemoteFile]]
+"""Remote path or glob -> the files it names: what one start-up has listed so far. Passed to
+the checks of one start-up so that each glob is listed once, however many checks read it."""
+
+
+def listings(
+    patterns: list[str], cache: RemoteCache | None = None, seen: Listings | None = None
+) -> Listings:
     """Per remote path or glob, the files it names; a glob matching nothing is an error
-    naming it. The cache's listing is used when it holds every file of it (no network)."""
-    out: dict[str, list[RemoteFile]] = {}
+    naming it. The cache's listing is used when it holds every file of it (no network), and
+    ``seen``'s (filled with what is listed here) when it has the pattern."""
+    out: Listings = {}
     for pattern in dict.fromkeys(patterns):
-        files = cache.listing(pattern) if cache is not None else None
+        files = seen.get(pattern) if seen is not None else None
+        if files is None and cache is not None:
+            files = cache.listing(pattern)
         if files is None:
             files = store.glob(pattern)
         if not files:
             raise UserError(f"no files match {pattern}; check the prefix (list the bucket)")
         out[pattern] = files
+        if seen is not None:
+            seen[pattern] = files
     return out
 
 
-def remote_files(patterns: list[str], cache: RemoteCache | None = None) -> list[RemoteFile]:
+def remote_files(
+    patterns: list[str], cache: RemoteCache | None = None, seen: Listings | None = None
+) -> list[RemoteFile]:
     """The remote files of ``patterns``, in order, de-duplicated (see :func:`listings`)."""
-    found = {f.url: f for files in listings(patterns, cache).values() for f in files}
+    found = {f.url: f for files in listings(patterns, cache, seen).values() for f in files}
     return list(found.values())
 
 
@@ -64,16 +78,21 @@ def heldout_cache(config: RunConfig) -> RemoteCache:
     return cache_of(config) or RemoteCache(Path(config.data_root) / ".cache" / "remote")
 
 
-def manifests(files: list[RemoteFile]) -> list[RemoteFile]:
+def manifests(
+    files: list[RemoteFile], probed: dict[str, RemoteFile | None] | None = None
+) -> list[RemoteFile]:
     """The ``manifest.json`` objects (olmotrain's prepare writes one per dataset) in the
-    prefixes above ``files``."""
+    prefixes above ``files``: the nearest one of each. ``probed`` keeps what each URL held (a
+    manifest or nothing) across calls, so that sources sharing a dataset ask for it once."""
+    probed = {} if probed is None else probed
     found: dict[str, RemoteFile] = {}
-    parents = {f.url.rsplit("/", 1)[0] for f in files}
-    for parent in sorted(parents):
+    for parent in sorted({f.url.rsplit("/", 1)[0] for f in files}):
         for _ in range(MANIFEST_LEVELS):
             url = f"{parent}/manifest.json"
-            if url not in found and store.exists(url):
-                found[url] = store.stat(url)
+            if url not in probed:
+                probed[url] = store.stat(url) if store.exists(url) else None
+            if probed[url] is not None:
+                found[url] = probed[url]  # type: ignore[assignment]
                 break
             if parent.count("/") <= 3:  # scheme://bucket: nothing above
                 break
@@ -130,21 +149,29 @@ def localized(config: RunConfig) -> RunConfig:
 
 
 def check_streamed(
-    tok: TokenizerSchema, pattern_sets: list[tuple[str, list[str]]], needs_metadata: bool
+    tok: TokenizerSchema,
+    pattern_sets: list[tuple[str, list[str]]],
+    needs_metadata: bool,
+    seen: Listings | None = None,
 ) -> None:
-    """The checks of remote files olmo-core will stream (see the module docstring)."""
+    """The checks of remote files olmo-core will stream (see the module docstring); each
+    dataset's manifest is read once, whichever sources share it."""
     dtype = token_dtype(tok.vocab_size)
+    probed: dict[str, RemoteFile | None] = {}
+    read: set[str] = set()
     for name, patterns in pattern_sets:
         remote = [p for p in patterns if store.checked(p)]
         if not remote:
             continue
-        files = remote_files(remote)
+        files = remote_files(remote, seen=seen)
         for f in files:
             _check_sample(name, f, tok, dtype)
             if needs_metadata:
                 _check_metadata(name, f)
-        for m in manifests(files):
-            _check_manifest(name, m, tok)
+        for m in manifests(files, probed):
+            if m.url not in read:
+                read.add(m.url)
+                _check_manifest(name, m, tok)
 
 
 def _check_sample(name: str, f: RemoteFile, tok: TokenizerSchema, dtype: np.dtype) -> None:
