@@ -423,7 +423,9 @@ def main() -> int:
     names = args.only.split(",") if args.only else list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
-        print(f"error: unknown target {unknown[0]}; choose from {', '.join(TARGETS)}")
+        print(
+            f"error: unknown target {unknown[0]}; choose from {', '.join(TARGETS)}", file=sys.stderr
+        )
         return 2
     report = {}
     for name in names:
